@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bareroot's tests need, only when one is missing.
+# Safe to run repeatedly; needs root (or sudo) only when something must be installed.
+set -euo pipefail
+
+# command-to-check:package
+needs=(
+  podman:podman
+  runc:runc
+  umoci:umoci
+  skopeo:skopeo
+  busybox:busybox-static
+  jq:jq
+  sqlite3:sqlite3
+  chroot:coreutils
+  ldd:libc-bin
+  uidmap:uidmap
+)
+missing=()
+for pair in "${needs[@]}"; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  case "$cmd" in
+    uidmap) dpkg -s uidmap >/dev/null 2>&1 || missing+=("$pkg") ;;
+    busybox) [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && \
+               ! ldd /bin/busybox >/dev/null 2>&1 || missing+=("$pkg") ;;
+    *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
+  esac
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-test-deps: everything present"
+  exit 0
+fi
+
+echo "install-test-deps: installing ${missing[*]}"
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-test-deps: done"

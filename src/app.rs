@@ -1,0 +1,205 @@
+//! The commands: parsed arguments → library calls → what is printed.
+//! Output goes to the writers given, so tests can capture it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::build::{self, BuildOptions};
+use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs};
+use crate::closure::{Closure, Resolver, Root, Side};
+use crate::error::{Error, Result};
+use crate::inspect;
+use crate::platform::Platform;
+use crate::recipe::Recipe;
+use crate::sysroot::HostFs;
+use crate::toolchain::Toolchain;
+
+/// Run a command; the returned number is the process exit code.
+pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+    match command {
+        Command::Build(a) => cmd_build(a, out, err),
+        Command::Closure(a) => cmd_closure(a, out, err),
+        Command::Inspect(a) => cmd_inspect(a, out),
+    }
+}
+
+fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("write", "standard output", e))
+}
+
+fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+    let recipe = Recipe::load(&a.recipe)?;
+    let mut sysroots = BTreeMap::new();
+    for s in &a.sysroot {
+        let (p, dir) = s.split_once('=').ok_or_else(|| {
+            Error::msg(format!(
+                "parse --sysroot {s:?}: expected PLATFORM=DIR, e.g. linux/arm64=/srv/arm64"
+            ))
+        })?;
+        let platform: Platform = p.parse()?;
+        sysroots.insert(platform, PathBuf::from(dir));
+    }
+    let opts = BuildOptions {
+        output: a.output,
+        epoch: a.epoch,
+        source_date_epoch: std::env::var_os("SOURCE_DATE_EPOCH")
+            .map(|v| v.to_string_lossy().into_owned()),
+        sysroots,
+    };
+    let result = build::build(&recipe, &opts)?;
+    if !a.quiet {
+        for i in &result.images {
+            let _ = writeln!(
+                err,
+                "{}: {} files, {} bytes → layer {} ({} bytes)",
+                i.platform, i.files, i.bytes, i.layer.digest, i.layer.size
+            );
+        }
+        let _ = writeln!(
+            err,
+            "wrote {}:{} to {}",
+            recipe.name,
+            recipe.tag,
+            result.output.display()
+        );
+    }
+    write_out(out, &format!("{}\n", result.top.digest))?;
+    Ok(0)
+}
+
+fn cmd_closure(a: ClosureArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+    let platform = match &a.platform {
+        Some(p) => p.parse()?,
+        None => Platform::host(),
+    };
+    let toolchain = Toolchain::for_platform(&platform)?;
+    let sysroot = a
+        .sysroot
+        .clone()
+        .unwrap_or_else(|| toolchain.default_sysroot());
+    if !sysroot.is_dir() {
+        return Err(Error::msg(format!(
+            "open sysroot {}: not a directory",
+            sysroot.display()
+        )));
+    }
+    let sys = HostFs::new(&sysroot);
+    let host = HostFs::new("/");
+    let resolver = Resolver::new(&sys, &host, toolchain.loader_config());
+    let mut results: Vec<(String, Closure)> = Vec::new();
+    let mut code = 0;
+    for f in &a.files {
+        let (side, path) = if f.is_absolute() {
+            (Side::Sysroot, f.clone())
+        } else {
+            let abs = std::path::absolute(f).map_err(|e| Error::io("resolve", f, e))?;
+            (Side::Host, abs)
+        };
+        let root = Root {
+            side,
+            image_path: path.clone(),
+            path: path.clone(),
+        };
+        let closure = resolver
+            .closure(&root)
+            .map_err(|m| Error::msg(format!("analyze {} for {platform}: {m}", f.display())))?;
+        for m in &closure.missing {
+            code = 1;
+            let _ = writeln!(
+                err,
+                "bareroot: resolve {} needed by {}: not found for {platform} in {}",
+                m.name,
+                m.needed_by.display(),
+                sysroot.display()
+            );
+        }
+        results.push((f.display().to_string(), closure));
+    }
+    let text = if a.json {
+        let arr: Vec<serde_json::Value> = results.iter().map(|(f, c)| closure_json(f, c)).collect();
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&arr).expect("JSON values serialize")
+        )
+    } else {
+        results.iter().map(|(f, c)| closure_tree(f, c)).collect()
+    };
+    write_out(out, &text)?;
+    Ok(code)
+}
+
+fn closure_json(file: &str, c: &Closure) -> serde_json::Value {
+    let mut libs: Vec<serde_json::Value> = c
+        .libraries
+        .iter()
+        .map(|d| json!({"soname": d.name, "path": d.path.to_string_lossy()}))
+        .collect();
+    for m in &c.missing {
+        if Some(&m.name) != c.interpreter_path.as_ref() {
+            libs.push(json!({"soname": m.name, "path": null}));
+        }
+    }
+    json!({
+        "file": file,
+        "interpreter": c.interpreter_path,
+        "libraries": libs,
+    })
+}
+
+/// lddtree-style text: each library under the object that first needed it.
+fn closure_tree(file: &str, c: &Closure) -> String {
+    let mut s = String::new();
+    match &c.interpreter {
+        Some(i) => s.push_str(&format!("{file} (interpreter => {})\n", i.path.display())),
+        None => s.push_str(&format!("{file}\n")),
+    }
+    let root = c
+        .libraries
+        .first()
+        .map(|d| d.needed_by.clone())
+        .or_else(|| c.missing.first().map(|m| m.needed_by.clone()))
+        .unwrap_or_default();
+    fn walk(s: &mut String, c: &Closure, parent: &Path, depth: usize, seen: &mut Vec<PathBuf>) {
+        for d in c.libraries.iter().filter(|d| d.needed_by == parent) {
+            s.push_str(&format!(
+                "{}{} => {}\n",
+                "    ".repeat(depth),
+                d.name,
+                d.path.display()
+            ));
+            if !seen.contains(&d.path) {
+                seen.push(d.path.clone());
+                walk(s, c, &d.path, depth + 1, seen);
+            }
+        }
+        for m in c.missing.iter().filter(|m| m.needed_by == parent) {
+            s.push_str(&format!(
+                "{}{} => not found\n",
+                "    ".repeat(depth),
+                m.name
+            ));
+        }
+    }
+    let mut seen = Vec::new();
+    walk(&mut s, c, &root, 1, &mut seen);
+    s
+}
+
+fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<i32> {
+    let reports = inspect::inspect(&a.image)?;
+    let text = if a.json {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&reports).expect("reports serialize")
+        )
+    } else {
+        inspect::render(&reports)
+    };
+    write_out(out, &text)?;
+    Ok(0)
+}

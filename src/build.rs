@@ -1,0 +1,336 @@
+//! The build: a validated recipe → one image per platform (plan → layer →
+//! config → manifest) → the top descriptor (the manifest, or an index over
+//! several) → an OCI image layout, written beside the output and moved into
+//! place only when complete.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::closure::Resolver;
+use crate::error::{Error, IoResultExt, Result, ResultExt};
+use crate::layer::{self, LayerInfo};
+use crate::oci::{
+    self, Descriptor, History, ImageConfigJson, Index, LayoutWriter, Manifest, RootFs,
+    RuntimeConfig,
+};
+use crate::plan::{Plan, Planner};
+use crate::platform::Platform;
+use crate::recipe::Recipe;
+use crate::sysroot::HostFs;
+use crate::timefmt::rfc3339;
+use crate::toolchain::Toolchain;
+
+/// How to build, beyond what the recipe says.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Layout directory; default `out/<name>`.
+    pub output: Option<PathBuf>,
+    /// `--epoch`: wins over everything.
+    pub epoch: Option<u64>,
+    /// The raw `SOURCE_DATE_EPOCH` value, if set.
+    pub source_date_epoch: Option<String>,
+    /// `--sysroot PLATFORM=DIR` overrides.
+    pub sysroots: BTreeMap<Platform, PathBuf>,
+}
+
+/// One platform's finished image.
+#[derive(Clone, Debug)]
+pub struct BuiltImage {
+    pub platform: Platform,
+    pub manifest: Descriptor,
+    pub layer: LayerInfo,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// What a build produced.
+#[derive(Clone, Debug)]
+pub struct BuildResult {
+    pub output: PathBuf,
+    pub epoch: u64,
+    pub top: Descriptor,
+    pub images: Vec<BuiltImage>,
+}
+
+/// `--epoch` > `SOURCE_DATE_EPOCH` > the recipe's `epoch` > 0.
+pub fn resolve_epoch(flag: Option<u64>, env: Option<&str>, recipe: Option<u64>) -> Result<u64> {
+    let epoch = if let Some(e) = flag {
+        e
+    } else if let Some(raw) = env {
+        raw.parse::<u64>()
+            .ok()
+            .filter(|_| raw.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "read SOURCE_DATE_EPOCH: {raw:?} is not a non-negative integer number of seconds"
+                ))
+            })?
+    } else {
+        recipe.unwrap_or(0)
+    };
+    if epoch > layer::MAX_EPOCH {
+        return Err(Error::msg(format!(
+            "set epoch: {epoch} is later than a tar header can record ({})",
+            layer::MAX_EPOCH
+        )));
+    }
+    Ok(epoch)
+}
+
+/// Build the recipe into an OCI image layout.
+pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
+    let epoch = resolve_epoch(opts.epoch, opts.source_date_epoch.as_deref(), recipe.epoch)?;
+    let output = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| Path::new("out").join(&recipe.name));
+    let staging = Staging::new(&output)?;
+    let mut layout = LayoutWriter::new(&staging.dir)?;
+
+    let mut images = Vec::new();
+    for platform in &recipe.platforms {
+        let image = build_platform(recipe, platform, opts, epoch, &mut layout)
+            .context_with(|| format!("build image {} for {platform}", recipe.name))?;
+        images.push(image);
+    }
+
+    let mut ref_name = BTreeMap::new();
+    ref_name.insert(oci::ANNOTATION_REF_NAME.to_string(), recipe.tag.clone());
+    let top = if let [only] = images.as_slice() {
+        Descriptor {
+            annotations: ref_name,
+            ..only.manifest.clone()
+        }
+    } else {
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
+            manifests: images.iter().map(|i| i.manifest.clone()).collect(),
+            annotations: BTreeMap::new(),
+        };
+        Descriptor {
+            annotations: ref_name,
+            ..layout.put_json(oci::MEDIA_TYPE_INDEX, &index)?
+        }
+    };
+    layout.finish(top.clone())?;
+    staging.commit()?;
+    Ok(BuildResult {
+        output,
+        epoch,
+        top,
+        images,
+    })
+}
+
+/// Resolve one platform's plan (exposed for `bareroot closure`-like tools and tests).
+pub fn plan_platform(recipe: &Recipe, platform: &Platform, opts: &BuildOptions) -> Result<Plan> {
+    let toolchain = Toolchain::for_platform(platform)?;
+    let sysroot = opts
+        .sysroots
+        .get(platform)
+        .cloned()
+        .unwrap_or_else(|| toolchain.default_sysroot());
+    let meta = fs::metadata(&sysroot).with_path("open sysroot", &sysroot)?;
+    if !meta.is_dir() {
+        return Err(Error::msg(format!(
+            "open sysroot {}: not a directory",
+            sysroot.display()
+        )));
+    }
+    let sys = HostFs::new(&sysroot);
+    let host = HostFs::new("/");
+    let resolver = Resolver::new(&sys, &host, toolchain.loader_config());
+    Planner::new(recipe, &toolchain, &resolver).plan()
+}
+
+fn build_platform(
+    recipe: &Recipe,
+    platform: &Platform,
+    opts: &BuildOptions,
+    epoch: u64,
+    layout: &mut LayoutWriter,
+) -> Result<BuiltImage> {
+    let plan = plan_platform(recipe, platform, opts)?;
+    let (files, bytes) = plan.file_stats();
+
+    let (file, temp) = layout.temp_file()?;
+    let (layer, file) = layer::write_gzip_layer(&plan, epoch, file, &temp)?;
+    layout.commit_temp(file, &temp, &layer.digest)?;
+
+    let created = rfc3339(epoch);
+    let c = &recipe.config;
+    let config = ImageConfigJson {
+        created: Some(created.clone()),
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        config: RuntimeConfig {
+            user: c.user.clone(),
+            exposed_ports: c
+                .exposed_ports
+                .iter()
+                .map(|p| (p.clone(), BTreeMap::new()))
+                .collect(),
+            env: c.env.clone(),
+            entrypoint: c.entrypoint.clone(),
+            cmd: c.cmd.clone(),
+            working_dir: c.workdir.clone(),
+            labels: c.labels.clone(),
+            stop_signal: c.stop_signal.clone(),
+        },
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.diff_id.clone()],
+        },
+        history: vec![History {
+            created: Some(created),
+            created_by: Some(format!("bareroot build {}", recipe.name)),
+            comment: Some(format!("{files} files from the recipe and their closure")),
+        }],
+    };
+    let config_desc = layout.put_json(oci::MEDIA_TYPE_CONFIG, &config)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+        config: config_desc,
+        layers: vec![Descriptor {
+            media_type: layer.media_type.into(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            platform: None,
+            annotations: BTreeMap::new(),
+        }],
+        annotations: BTreeMap::new(),
+    };
+    let mut desc = layout.put_json(oci::MEDIA_TYPE_MANIFEST, &manifest)?;
+    desc.platform = Some(platform.into());
+    Ok(BuiltImage {
+        platform: platform.clone(),
+        manifest: desc,
+        layer,
+        files,
+        bytes,
+    })
+}
+
+/// A layout being written next to its final place. Dropped without
+/// `commit`, it is removed and the previous output stays as it was.
+struct Staging {
+    dir: PathBuf,
+    output: PathBuf,
+    done: bool,
+}
+
+impl Staging {
+    fn new(output: &Path) -> Result<Staging> {
+        let name = output
+            .file_name()
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "write image to {}: not a directory name",
+                    output.display()
+                ))
+            })?
+            .to_string_lossy()
+            .into_owned();
+        match fs::symlink_metadata(output) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::msg(format!(
+                    "write image to {}: it is a symlink; give the real directory",
+                    output.display()
+                )))
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::msg(format!(
+                    "write image to {}: it exists and is not a directory",
+                    output.display()
+                )))
+            }
+            Ok(_) => {
+                let is_layout = output.join("oci-layout").is_file();
+                let empty = fs::read_dir(output)
+                    .with_path("read directory", output)?
+                    .next()
+                    .is_none();
+                if !is_layout && !empty {
+                    return Err(Error::msg(format!(
+                        "write image to {}: it exists and is not an OCI image layout; refusing to replace it",
+                        output.display()
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("stat", output, e)),
+        }
+        let parent = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).with_path("create directory", &parent)?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = parent.join(format!(".{name}.bareroot-{}-{nanos}", std::process::id()));
+        fs::create_dir(&dir).with_path("create directory", &dir)?;
+        Ok(Staging {
+            dir,
+            output: output.to_path_buf(),
+            done: false,
+        })
+    }
+
+    /// Put the finished layout in place of the output.
+    fn commit(mut self) -> Result<()> {
+        let parent = self.dir.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut old = self.dir.clone().into_os_string();
+        old.push(".old");
+        let old = PathBuf::from(old);
+        let had_old = match fs::rename(&self.output, &old) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io("move aside previous image", &self.output, e)),
+        };
+        if let Err(e) = fs::rename(&self.dir, &self.output) {
+            if had_old {
+                let _ = fs::rename(&old, &self.output);
+            }
+            return Err(Error::io("move image into", &self.output, e));
+        }
+        self.done = true;
+        if had_old {
+            fs::remove_dir_all(&old).with_path("remove previous image", &old)?;
+        }
+        oci::sync_dir(&parent)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_precedence_and_validation() {
+        assert_eq!(resolve_epoch(None, None, None).unwrap(), 0);
+        assert_eq!(resolve_epoch(None, None, Some(5)).unwrap(), 5);
+        assert_eq!(resolve_epoch(None, Some("7"), Some(5)).unwrap(), 7);
+        assert_eq!(resolve_epoch(Some(9), Some("7"), Some(5)).unwrap(), 9);
+        for bad in ["", "-1", "1.5", "+3", " 3", "abc", "99999999999999999999"] {
+            let e = resolve_epoch(None, Some(bad), None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("SOURCE_DATE_EPOCH"), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Command-line types (clap derive). No behaviour here: see [`crate::app`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Assemble minimal, reproducible OCI images from host binaries and the
+/// exact shared-library closure the dynamic loader would open for them.
+#[derive(Parser, Debug)]
+#[command(name = "bareroot", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build an OCI image layout from a TOML recipe.
+    ///
+    /// Every [[binary]] brings its interpreter and library closure; the
+    /// result is byte-for-byte reproducible for the same recipe, input bytes
+    /// and epoch. The last line on stdout is the digest of the image (or of
+    /// the index, for several platforms).
+    Build(BuildArgs),
+    /// Print ELF files' interpreter and transitive library closure.
+    ///
+    /// Resolves as glibc's ld.so does (RPATH, RUNPATH, $ORIGIN, ld.so.conf,
+    /// default directories) inside a sysroot, without running anything.
+    /// Exits 1 if a library is not found.
+    Closure(ClosureArgs),
+    /// Show an OCI image layout: platforms, digests, config and files.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The recipe (TOML).
+    pub recipe: PathBuf,
+    /// Where to write the OCI image layout [default: out/<name>].
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Timestamp for every file and for `created`, in seconds since 1970.
+    /// Overrides SOURCE_DATE_EPOCH, which overrides the recipe's `epoch`.
+    #[arg(long, value_name = "SECONDS")]
+    pub epoch: Option<u64>,
+    /// Use DIR as the sysroot for PLATFORM (repeatable), e.g. linux/amd64=/srv/root.
+    #[arg(long, value_name = "PLATFORM=DIR")]
+    pub sysroot: Vec<String>,
+    /// Print nothing but the digest.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ClosureArgs {
+    /// ELF files. Absolute paths are looked up inside the sysroot; relative
+    /// ones on the host, from the current directory.
+    #[arg(required = true, value_name = "ELF")]
+    pub files: Vec<PathBuf>,
+    /// Print one JSON array: {file, interpreter, libraries: [{soname, path}]} per file.
+    #[arg(long)]
+    pub json: bool,
+    /// The platform whose loader to emulate [default: the host's].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Resolve inside this directory instead of the platform's default sysroot.
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// An OCI image layout directory.
+    pub image: PathBuf,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,174 @@
+//! ELF facts: bytes → owned [`ElfInfo`]. The only module that imports goblin;
+//! goblin's borrowed views stop here. Parsing is bounded (a size cap) and a
+//! panic inside the parser becomes an error naming the file.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use goblin::elf::header::{EI_CLASS, ELFCLASS32, ELFCLASS64, ELFMAG, SELFMAG};
+use goblin::elf::Elf;
+
+/// Files larger than this are not parsed as ELF (nor read whole).
+pub const MAX_ELF_SIZE: u64 = 2 << 30;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ElfClass {
+    Elf32,
+    Elf64,
+}
+
+/// What kind of object `e_type` says this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElfKind {
+    Executable,
+    SharedObject,
+    Relocatable,
+    Other,
+}
+
+/// The facts about one ELF file that closure and image building need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElfInfo {
+    pub class: ElfClass,
+    pub little_endian: bool,
+    pub machine: u16,
+    pub kind: ElfKind,
+    /// `e_flags` (carries the arm float ABI).
+    pub flags: u32,
+    /// PT_INTERP.
+    pub interpreter: Option<String>,
+    /// DT_NEEDED, in file order.
+    pub needed: Vec<String>,
+    /// DT_RPATH entries (split at ':'); empty when DT_RUNPATH exists, as glibc ignores it then.
+    pub rpath: Vec<String>,
+    /// DT_RUNPATH entries (split at ':').
+    pub runpath: Vec<String>,
+    /// A DT_RUNPATH entry exists, even an empty one: it still switches off
+    /// the inherited DT_RPATH chain for this object's dependencies.
+    pub has_runpath: bool,
+    pub soname: Option<String>,
+    /// Has a dynamic section (PT_DYNAMIC).
+    pub dynamic: bool,
+}
+
+impl ElfInfo {
+    /// "ELF64 little-endian x86-64".
+    pub fn describe(&self) -> String {
+        crate::toolchain::describe(self.class, self.little_endian, self.machine)
+    }
+
+    /// A statically linked program: nothing for the loader to do.
+    pub fn is_static(&self) -> bool {
+        self.interpreter.is_none() && self.needed.is_empty()
+    }
+}
+
+/// Do these bytes start like an ELF file?
+pub fn is_elf(bytes: &[u8]) -> bool {
+    bytes.len() >= SELFMAG && &bytes[..SELFMAG] == ELFMAG
+}
+
+/// Parse ELF bytes. The error is a short cause ("truncated header", ...), to be
+/// prefixed with the file's path by the caller.
+pub fn parse(bytes: &[u8]) -> Result<ElfInfo, String> {
+    if !is_elf(bytes) {
+        return Err("not an ELF file".into());
+    }
+    if bytes.len() <= EI_CLASS || !matches!(bytes[EI_CLASS], ELFCLASS32 | ELFCLASS64) {
+        return Err("invalid ELF class".into());
+    }
+    let parsed = catch_unwind(AssertUnwindSafe(|| Elf::parse(bytes)));
+    let elf = match parsed {
+        Ok(Ok(elf)) => elf,
+        Ok(Err(e)) => return Err(format!("malformed ELF: {}", first_line(&e.to_string()))),
+        Err(_) => return Err("malformed ELF: the parser gave up on it".into()),
+    };
+    let split = |v: &[&str]| -> Vec<String> {
+        v.iter()
+            .flat_map(|s| s.split(':'))
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let runpath = split(&elf.runpaths);
+    // glibc drops DT_RPATH when DT_RUNPATH is present (elf_get_dynamic_info).
+    let rpath = if runpath.is_empty() && elf.runpaths.is_empty() {
+        split(&elf.rpaths)
+    } else {
+        Vec::new()
+    };
+    use goblin::elf::header::{ET_DYN, ET_EXEC, ET_REL};
+    Ok(ElfInfo {
+        class: if elf.is_64 {
+            ElfClass::Elf64
+        } else {
+            ElfClass::Elf32
+        },
+        little_endian: elf.little_endian,
+        machine: elf.header.e_machine,
+        kind: match elf.header.e_type {
+            ET_EXEC => ElfKind::Executable,
+            ET_DYN => ElfKind::SharedObject,
+            ET_REL => ElfKind::Relocatable,
+            _ => ElfKind::Other,
+        },
+        flags: elf.header.e_flags,
+        interpreter: elf.interpreter.map(str::to_string),
+        needed: elf.libraries.iter().map(|s| s.to_string()).collect(),
+        rpath,
+        runpath,
+        has_runpath: !elf.runpaths.is_empty(),
+        soname: elf.soname.map(str::to_string),
+        dynamic: elf.dynamic.is_some(),
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_lowercase()
+}
+
+/// A human name for an `e_machine` value.
+pub fn machine_name(machine: u16) -> String {
+    use goblin::elf::header::*;
+    match machine {
+        EM_X86_64 => "x86-64".into(),
+        EM_386 => "i386".into(),
+        EM_AARCH64 => "aarch64".into(),
+        EM_ARM => "arm".into(),
+        EM_RISCV => "risc-v".into(),
+        EM_PPC64 => "powerpc64".into(),
+        EM_S390 => "s390".into(),
+        EM_MIPS => "mips".into(),
+        other => format!("machine {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_elf_and_garbage() {
+        assert_eq!(parse(b"#!/bin/sh\n").unwrap_err(), "not an ELF file");
+        let mut junk = b"\x7fELF\x02\x01\x01".to_vec();
+        junk.resize(80, 0xff);
+        assert!(parse(&junk).unwrap_err().starts_with("malformed ELF"));
+    }
+
+    #[test]
+    fn parses_own_test_binary() {
+        let exe = std::env::current_exe().unwrap();
+        let bytes = std::fs::read(exe).unwrap();
+        let info = parse(&bytes).unwrap();
+        assert_eq!(info.machine, machine_of_host());
+        assert!(info.interpreter.is_some() || info.is_static());
+    }
+
+    fn machine_of_host() -> u16 {
+        use goblin::elf::header::*;
+        match std::env::consts::ARCH {
+            "x86_64" => EM_X86_64,
+            "aarch64" => EM_AARCH64,
+            _ => 0,
+        }
+    }
+}

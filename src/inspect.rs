@@ -1,0 +1,258 @@
+//! Reading an OCI image layout back: platforms, digests, config and the
+//! files of each layer, with every digest checked on the way.
+
+use std::io::Read;
+use std::path::Path;
+
+use flate2::read::GzDecoder;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::layer::sha256_name;
+use crate::oci::{self, Descriptor, ImageConfigJson, Index, Manifest};
+
+/// One file of a layer.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub path: String,
+    /// "file", "dir", "symlink", "hardlink" or "other".
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Octal, e.g. "0755".
+    pub mode: String,
+    pub uid: u64,
+    pub gid: u64,
+    pub size: u64,
+    pub mtime: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    pub digest: String,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub size: u64,
+    pub diff_id: String,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageReport {
+    pub platform: String,
+    pub manifest: String,
+    pub config_digest: String,
+    pub config: serde_json::Value,
+    pub layers: Vec<LayerReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The `org.opencontainers.image.ref.name` of the top descriptor.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    pub digest: String,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub images: Vec<ImageReport>,
+}
+
+/// Read and check every image in a layout.
+pub fn inspect(layout: &Path) -> Result<Vec<Report>> {
+    let fail = |m: String| Error::msg(format!("inspect {}: {m}", layout.display()));
+    let index_path = layout.join("index.json");
+    let bytes = std::fs::read(&index_path).with_path("read", &index_path)?;
+    let index: Index =
+        serde_json::from_slice(&bytes).map_err(|e| fail(format!("index.json: {e}")))?;
+    let mut reports = Vec::new();
+    for top in &index.manifests {
+        let mut images = Vec::new();
+        match top.media_type.as_str() {
+            oci::MEDIA_TYPE_MANIFEST => images.push(image(layout, top)?),
+            oci::MEDIA_TYPE_INDEX => {
+                let b = oci::read_blob(layout, &top.digest)?;
+                let inner: Index = serde_json::from_slice(&b)
+                    .map_err(|e| fail(format!("index {}: {e}", top.digest)))?;
+                for m in &inner.manifests {
+                    images.push(image(layout, m)?);
+                }
+            }
+            other => return Err(fail(format!("unsupported media type {other}"))),
+        }
+        reports.push(Report {
+            reference: top.annotations.get(oci::ANNOTATION_REF_NAME).cloned(),
+            digest: top.digest.clone(),
+            media_type: top.media_type.clone(),
+            images,
+        });
+    }
+    Ok(reports)
+}
+
+fn image(layout: &Path, desc: &Descriptor) -> Result<ImageReport> {
+    let fail = |m: String| Error::msg(format!("inspect manifest {}: {m}", desc.digest));
+    let b = oci::read_blob(layout, &desc.digest)?;
+    let manifest: Manifest = serde_json::from_slice(&b).map_err(|e| fail(e.to_string()))?;
+    let cb = oci::read_blob(layout, &manifest.config.digest)?;
+    let config: ImageConfigJson =
+        serde_json::from_slice(&cb).map_err(|e| fail(format!("config: {e}")))?;
+    let raw_config: serde_json::Value =
+        serde_json::from_slice(&cb).map_err(|e| fail(format!("config: {e}")))?;
+    if manifest.layers.len() != config.rootfs.diff_ids.len() {
+        return Err(fail("layer count differs from rootfs.diff_ids".into()));
+    }
+    let mut layers = Vec::new();
+    for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        let (files, actual) = read_layer(layout, l)?;
+        if &actual != diff_id {
+            return Err(fail(format!(
+                "layer {}: uncompressed content hashes to {actual}, config says {diff_id}",
+                l.digest
+            )));
+        }
+        layers.push(LayerReport {
+            digest: l.digest.clone(),
+            media_type: l.media_type.clone(),
+            size: l.size,
+            diff_id: diff_id.clone(),
+            files,
+        });
+    }
+    let platform = desc
+        .platform
+        .as_ref()
+        .map(|p| p.display())
+        .unwrap_or_else(|| match &config.variant {
+            Some(v) => format!("{}/{}/{v}", config.os, config.architecture),
+            None => format!("{}/{}", config.os, config.architecture),
+        });
+    Ok(ImageReport {
+        platform,
+        manifest: desc.digest.clone(),
+        config_digest: manifest.config.digest.clone(),
+        config: raw_config,
+        layers,
+    })
+}
+
+/// List a layer's entries and hash its uncompressed bytes.
+fn read_layer(layout: &Path, l: &Descriptor) -> Result<(Vec<FileEntry>, String)> {
+    let bytes = oci::read_blob(layout, &l.digest)?;
+    let fail = |m: String| Error::msg(format!("read layer {}: {m}", l.digest));
+    let raw: Box<dyn Read> = match l.media_type.as_str() {
+        crate::layer::MEDIA_TYPE_GZIP | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            Box::new(GzDecoder::new(bytes.as_slice()))
+        }
+        "application/vnd.oci.image.layer.v1.tar" => Box::new(bytes.as_slice()),
+        other => return Err(fail(format!("unsupported media type {other}"))),
+    };
+    let mut hashing = HashReader {
+        inner: raw,
+        hasher: Sha256::new(),
+    };
+    let mut files = Vec::new();
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        for e in archive.entries().map_err(|e| fail(e.to_string()))? {
+            let e = e.map_err(|e| fail(e.to_string()))?;
+            let h = e.header();
+            let kind = match h.entry_type() {
+                tar::EntryType::Regular => "file",
+                tar::EntryType::Directory => "dir",
+                tar::EntryType::Symlink => "symlink",
+                tar::EntryType::Link => "hardlink",
+                _ => "other",
+            };
+            let path = e.path().map_err(|e| fail(e.to_string()))?;
+            let path = format!("/{}", path.to_string_lossy().trim_end_matches('/'));
+            files.push(FileEntry {
+                path,
+                kind: kind.into(),
+                mode: format!("{:04o}", h.mode().unwrap_or(0) & 0o7777),
+                uid: h.uid().unwrap_or(0),
+                gid: h.gid().unwrap_or(0),
+                size: e.size(),
+                mtime: h.mtime().unwrap_or(0),
+                target: e
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|t| t.to_string_lossy().into_owned()),
+            });
+        }
+    }
+    // Hash whatever follows the end-of-archive marker too.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| fail(e.to_string()))?;
+    Ok((files, sha256_name(hashing.hasher.finalize().as_slice())))
+}
+
+struct HashReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Human-readable report.
+pub fn render(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        out.push_str(&format!(
+            "{} {} ({})\n",
+            r.reference.as_deref().unwrap_or("<untagged>"),
+            r.digest,
+            r.media_type
+        ));
+        for i in &r.images {
+            out.push_str(&format!(
+                "\nplatform {}\n  manifest {}\n  config   {}\n",
+                i.platform, i.manifest, i.config_digest
+            ));
+            if let Some(c) = i.config.get("config") {
+                for key in [
+                    "Entrypoint",
+                    "Cmd",
+                    "Env",
+                    "WorkingDir",
+                    "User",
+                    "ExposedPorts",
+                    "Labels",
+                ] {
+                    if let Some(v) = c.get(key) {
+                        out.push_str(&format!("  {key:<10} {v}\n"));
+                    }
+                }
+            }
+            if let Some(created) = i.config.get("created").and_then(|v| v.as_str()) {
+                out.push_str(&format!("  Created    {created}\n"));
+            }
+            for l in &i.layers {
+                out.push_str(&format!(
+                    "  layer {} ({} bytes, {} entries)\n",
+                    l.digest,
+                    l.size,
+                    l.files.len()
+                ));
+                for f in &l.files {
+                    let tail = match &f.target {
+                        Some(t) => format!(" -> {t}"),
+                        None => String::new(),
+                    };
+                    out.push_str(&format!(
+                        "    {} {:>5}:{:<5} {:>10}  {}{tail}\n",
+                        f.mode, f.uid, f.gid, f.size, f.path
+                    ));
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,24 @@
+//! bareroot: assemble a minimal, reproducible OCI image from host binaries and
+//! the exact shared-library closure the loader would open for them.
+//!
+//! The modules follow the pipeline:
+//! recipe → toolchain (per platform) → ELF facts → closure → plan → layer →
+//! OCI image / index → output sinks.
+
+pub mod app;
+pub mod build;
+pub mod cli;
+pub mod closure;
+pub mod elf;
+pub mod error;
+pub mod inspect;
+pub mod layer;
+pub mod oci;
+pub mod plan;
+pub mod platform;
+pub mod recipe;
+pub mod sysroot;
+pub mod timefmt;
+pub mod toolchain;
+
+pub use error::{Error, Result};

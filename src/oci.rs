@@ -1,0 +1,324 @@
+//! OCI image types (image-spec v1.1) and the image layout writer.
+//!
+//! JSON is written canonically: through `serde_json::Value`, whose maps are
+//! sorted (`BTreeMap`), compact, no trailing newline. Blobs go to a
+//! temporary file, are hashed while written, fsynced and renamed into
+//! `blobs/sha256/<hex>`; `index.json` is written last.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::layer::digest_of;
+use crate::platform::Platform;
+
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const LAYOUT_VERSION: &str = "1.0.0";
+
+/// A content descriptor.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Descriptor {
+    /// REQUIRED: the media type of the referenced content.
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// REQUIRED: "sha256:<hex>".
+    pub digest: String,
+    /// REQUIRED: size in bytes.
+    pub size: u64,
+    /// OPTIONAL: only in an index's manifests.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platform: Option<OciPlatform>,
+    /// OPTIONAL.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OciPlatform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub variant: Option<String>,
+}
+
+impl From<&Platform> for OciPlatform {
+    fn from(p: &Platform) -> Self {
+        OciPlatform {
+            architecture: p.architecture.clone(),
+            os: p.os.clone(),
+            variant: p.variant.clone(),
+        }
+    }
+}
+
+impl OciPlatform {
+    pub fn display(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
+}
+
+/// An image manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An image index (also the shape of a layout's `index.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Index {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The image configuration (the parts bareroot writes).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageConfigJson {
+    /// OPTIONAL: combined date and time the image was created (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub created: Option<String>,
+    /// REQUIRED.
+    pub architecture: String,
+    /// REQUIRED.
+    pub os: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub config: RuntimeConfig,
+    /// REQUIRED.
+    pub rootfs: RootFs,
+    #[serde(default)]
+    pub history: Vec<History>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RuntimeConfig {
+    #[serde(rename = "User", skip_serializing_if = "Option::is_none", default)]
+    pub user: Option<String>,
+    #[serde(
+        rename = "ExposedPorts",
+        skip_serializing_if = "BTreeMap::is_empty",
+        default
+    )]
+    pub exposed_ports: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(rename = "Env", skip_serializing_if = "Vec::is_empty", default)]
+    pub env: Vec<String>,
+    #[serde(
+        rename = "Entrypoint",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(rename = "Cmd", skip_serializing_if = "Option::is_none", default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(
+        rename = "WorkingDir",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub working_dir: Option<String>,
+    #[serde(rename = "Labels", skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(
+        rename = "StopSignal",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub stop_signal: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RootFs {
+    /// REQUIRED: "layers".
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// REQUIRED: sha256 of each uncompressed layer.
+    pub diff_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct History {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub created: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub created_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub comment: Option<String>,
+}
+
+/// Canonical JSON bytes: sorted keys, compact.
+pub fn canonical_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let value = serde_json::to_value(v).expect("OCI types always serialize");
+    serde_json::to_vec(&value).expect("a JSON value always serializes")
+}
+
+/// Is this a well-formed sha256 digest ("sha256:" + 64 lowercase hex)?
+/// Checked before a digest read from anywhere becomes a path.
+pub fn valid_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:")
+        .map(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .unwrap_or(false)
+}
+
+/// A directory being filled as an OCI image layout.
+pub struct LayoutWriter {
+    root: PathBuf,
+    seq: u32,
+}
+
+impl LayoutWriter {
+    /// Start a layout in `root` (which must exist and be empty).
+    pub fn new(root: &Path) -> Result<LayoutWriter> {
+        let blobs = root.join("blobs/sha256");
+        fs::create_dir_all(&blobs).with_path("create directory", &blobs)?;
+        Ok(LayoutWriter {
+            root: root.to_path_buf(),
+            seq: 0,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A new temporary file inside the layout, for a blob being written.
+    pub fn temp_file(&mut self) -> Result<(File, PathBuf)> {
+        self.seq += 1;
+        let p = self.root.join(format!("blobs/.tmp-{}", self.seq));
+        let f = File::create(&p).with_path("create", &p)?;
+        Ok((f, p))
+    }
+
+    /// Move a finished temporary file to its content address.
+    pub fn commit_temp(&self, file: File, temp: &Path, digest: &str) -> Result<()> {
+        file.sync_all().with_path("sync", temp)?;
+        drop(file);
+        let dest = self.blob_path(digest)?;
+        fs::rename(temp, &dest).with_path("rename blob into", &dest)
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        if !valid_digest(digest) {
+            return Err(Error::msg(format!("write blob: invalid digest {digest:?}")));
+        }
+        Ok(self.root.join("blobs/sha256").join(&digest[7..]))
+    }
+
+    /// Store bytes as a blob and describe them.
+    pub fn put_json<T: Serialize>(&mut self, media_type: &str, v: &T) -> Result<Descriptor> {
+        let bytes = canonical_json(v);
+        let digest = digest_of(&bytes);
+        let (mut f, temp) = self.temp_file()?;
+        f.write_all(&bytes).with_path("write", &temp)?;
+        self.commit_temp(f, &temp, &digest)?;
+        Ok(Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: BTreeMap::new(),
+        })
+    }
+
+    /// Write `oci-layout` and then `index.json` pointing at `top`: the last
+    /// files of a layout, so a layout with an index.json is complete.
+    pub fn finish(self, top: Descriptor) -> Result<()> {
+        let layout = self.root.join("oci-layout");
+        let text = canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }));
+        write_synced(&layout, &text)?;
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_INDEX.into()),
+            manifests: vec![top],
+            annotations: BTreeMap::new(),
+        };
+        write_synced(&self.root.join("index.json"), &canonical_json(&index))?;
+        sync_dir(&self.root.join("blobs/sha256"))?;
+        sync_dir(&self.root)
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).with_path("create", path)?;
+    f.write_all(bytes).with_path("write", path)?;
+    f.sync_all().with_path("sync", path)
+}
+
+/// fsync a directory so renames inside it are durable.
+pub fn sync_dir(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .with_path("sync directory", path)
+}
+
+/// Read a blob of a layout, checking its digest is well formed first and its
+/// content hashes to it.
+pub fn read_blob(layout: &Path, digest: &str) -> Result<Vec<u8>> {
+    if !valid_digest(digest) {
+        return Err(Error::msg(format!(
+            "read blob from {}: invalid digest {digest:?}",
+            layout.display()
+        )));
+    }
+    let p = layout.join("blobs/sha256").join(&digest[7..]);
+    let bytes = fs::read(&p).with_path("read blob", &p)?;
+    if digest_of(&bytes) != digest {
+        return Err(Error::msg(format!(
+            "read blob {}: content does not match its digest",
+            p.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let d = Descriptor {
+            media_type: "m".into(),
+            digest: "sha256:x".into(),
+            size: 1,
+            platform: None,
+            annotations: BTreeMap::new(),
+        };
+        assert_eq!(
+            String::from_utf8(canonical_json(&d)).unwrap(),
+            r#"{"digest":"sha256:x","mediaType":"m","size":1}"#
+        );
+    }
+
+    #[test]
+    fn digests_are_validated() {
+        assert!(valid_digest(&digest_of(b"")));
+        assert!(!valid_digest("sha256:../../etc/passwd"));
+        assert!(!valid_digest(&digest_of(b"").to_uppercase()));
+    }
+}

@@ -1,0 +1,692 @@
+//! The plan: every entry of one platform's image, keyed by its path in the
+//! image (sorted, so parents come before children), each with its source and
+//! normalized metadata. Built from the validated recipe and the closures; the
+//! layer writer turns it into bytes without looking anything else up.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use walkdir::WalkDir;
+
+use crate::closure::{Resolver, Root, Side};
+use crate::elf;
+use crate::error::{Error, IoResultExt, Result};
+use crate::recipe::{EntryKind, ImagePath, Recipe, Source};
+use crate::sysroot::{self, Node};
+use crate::toolchain::Toolchain;
+
+/// Mode of directories the plan creates on its own, and of executables.
+pub const DIR_MODE: u32 = 0o755;
+pub const EXEC_MODE: u32 = 0o755;
+pub const FILE_MODE: u32 = 0o644;
+
+/// One entry of the image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub kind: ItemKind,
+    /// Permission bits (07777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Why it is in the image ("[[binary]] #1 (/usr/bin/jq): libc.so.6 needed by ...").
+    pub why: String,
+    /// The recipe set the mode or kind explicitly (a `[[dir]]`), not implied.
+    pub explicit: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemKind {
+    Dir,
+    /// A regular file copied from `src` (a host path), `size` bytes long.
+    File {
+        src: PathBuf,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+/// All entries of one image, sorted by path.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub entries: BTreeMap<ImagePath, Item>,
+}
+
+impl Plan {
+    /// Follow symlinks already in the plan through the parents of `path`, as
+    /// a filesystem would when the layer is unpacked; the last component is
+    /// not followed. Creates nothing.
+    fn resolve_parents(&self, path: &ImagePath) -> std::result::Result<ImagePath, String> {
+        let mut hops = 0;
+        let mut current = path.clone();
+        'restart: loop {
+            let comps: Vec<&str> = current.rel().split('/').collect();
+            let mut prefix = String::new();
+            for (i, c) in comps.iter().enumerate().take(comps.len() - 1) {
+                prefix.push('/');
+                prefix.push_str(c);
+                let key = ImagePath::new(&prefix)?;
+                match self.entries.get(&key).map(|e| &e.kind) {
+                    Some(ItemKind::Symlink { target }) => {
+                        hops += 1;
+                        if hops > sysroot::MAX_SYMLINK_HOPS {
+                            return Err(format!("too many levels of symbolic links at {key}"));
+                        }
+                        let base = if target.starts_with('/') {
+                            PathBuf::from(target)
+                        } else {
+                            key.as_path()
+                                .parent()
+                                .unwrap_or(Path::new("/"))
+                                .join(target)
+                        };
+                        let rest = comps[i + 1..].join("/");
+                        let joined = sysroot::normalize(&base.join(rest));
+                        current = ImagePath::from_path(&joined)?;
+                        continue 'restart;
+                    }
+                    Some(ItemKind::File { .. }) => {
+                        return Err(format!("{key} is a file, not a directory"));
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(current);
+        }
+    }
+
+    /// Insert an entry, creating missing parent directories. Equal entries
+    /// merge; conflicting ones are an error naming both reasons.
+    pub fn insert(&mut self, path: &ImagePath, item: Item) -> std::result::Result<(), String> {
+        let path = self.resolve_parents(path)?;
+        let mut parent = path.parent();
+        let mut parents = Vec::new();
+        while let Some(p) = parent {
+            parent = p.parent();
+            parents.push(p);
+        }
+        for p in parents.into_iter().rev() {
+            match self.entries.get(&p).map(|e| &e.kind) {
+                None => {
+                    self.entries.insert(
+                        p,
+                        Item {
+                            kind: ItemKind::Dir,
+                            mode: DIR_MODE,
+                            uid: 0,
+                            gid: 0,
+                            why: "parent directory".into(),
+                            explicit: false,
+                        },
+                    );
+                }
+                Some(ItemKind::Dir) => {}
+                Some(_) => return Err(format!("{p} is needed as a directory but is not one")),
+            }
+        }
+        let Some(old) = self.entries.get_mut(&path) else {
+            self.entries.insert(path, item);
+            return Ok(());
+        };
+        let clash = |old: &Item, detail: &str| {
+            Err(format!(
+                "{path} is wanted twice{detail}: by {} and by {}",
+                old.why, item.why
+            ))
+        };
+        match (&old.kind, &item.kind) {
+            (ItemKind::Dir, ItemKind::Dir) => {
+                if item.explicit {
+                    if old.explicit
+                        && (old.mode, old.uid, old.gid) != (item.mode, item.uid, item.gid)
+                    {
+                        return clash(old, " with different modes");
+                    }
+                    *old = item;
+                }
+                Ok(())
+            }
+            (ItemKind::Symlink { target: a }, ItemKind::Symlink { target: b }) => {
+                if a == b {
+                    Ok(())
+                } else {
+                    clash(old, " as symlinks to different targets")
+                }
+            }
+            (ItemKind::File { src: a, .. }, ItemKind::File { src: b, .. }) => {
+                if old.mode != item.mode {
+                    return clash(old, " with different modes");
+                }
+                match same_content(a, b) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => clash(old, " with different content"),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            _ => clash(old, " as different kinds of file"),
+        }
+    }
+
+    /// Number of regular files and their total size.
+    pub fn file_stats(&self) -> (usize, u64) {
+        self.entries
+            .values()
+            .filter_map(|e| match &e.kind {
+                ItemKind::File { size, .. } => Some(*size),
+                _ => None,
+            })
+            .fold((0, 0), |(n, s), size| (n + 1, s + size))
+    }
+}
+
+fn same_content(a: &Path, b: &Path) -> Result<bool> {
+    if a == b {
+        return Ok(true);
+    }
+    let (ma, mb) = (
+        fs::metadata(a).with_path("stat", a)?,
+        fs::metadata(b).with_path("stat", b)?,
+    );
+    if ma.len() != mb.len() {
+        return Ok(false);
+    }
+    let mut fa = fs::File::open(a).with_path("open", a)?;
+    let mut fb = fs::File::open(b).with_path("open", b)?;
+    let (mut ba, mut bb) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    loop {
+        let n = read_full(&mut fa, &mut ba).with_path("read", a)?;
+        let m = read_full(&mut fb, &mut bb).with_path("read", b)?;
+        if n != m || ba[..n] != bb[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let k = f.read(&mut buf[n..])?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(n)
+}
+
+/// Is this file an executable by its content: an ELF program or shared
+/// object, or a `#!` script? (Input permission bits never decide a mode.)
+pub fn is_executable_content(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 20];
+    let mut f = fs::File::open(path).with_path("open", path)?;
+    let n = read_full(&mut f, &mut head).with_path("read", path)?;
+    let head = &head[..n];
+    if head.starts_with(b"#!") {
+        return Ok(true);
+    }
+    if n >= 18 && elf::is_elf(head) {
+        let e_type = if head[5] == 2 {
+            u16::from_be_bytes([head[16], head[17]])
+        } else {
+            u16::from_le_bytes([head[16], head[17]])
+        };
+        return Ok(e_type == 2 || e_type == 3);
+    }
+    Ok(false)
+}
+
+/// Builds one platform's plan from a recipe.
+pub struct Planner<'a> {
+    pub recipe: &'a Recipe,
+    pub toolchain: &'a Toolchain,
+    pub resolver: &'a Resolver<'a>,
+    plan: Plan,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(
+        recipe: &'a Recipe,
+        toolchain: &'a Toolchain,
+        resolver: &'a Resolver<'a>,
+    ) -> Planner<'a> {
+        Planner {
+            recipe,
+            toolchain,
+            resolver,
+            plan: Plan::default(),
+        }
+    }
+
+    /// Lay out every entry. Libraries and interpreters come first, so that
+    /// the sysroot's own directory symlinks (`/lib -> usr/lib`) are in place
+    /// before recipe paths are resolved through them.
+    pub fn plan(mut self) -> Result<Plan> {
+        let mut deps: BTreeMap<(PathBuf, Side, PathBuf), String> = BTreeMap::new();
+        let mut later: Vec<(ImagePath, Item, String)> = Vec::new();
+        for entry in &self.recipe.entries {
+            let fail = |m: String| Error::msg(format!("{}: {m}", entry.label));
+            match &entry.kind {
+                EntryKind::Binary { src, dest, mode } => {
+                    let (side, path, host) = self.source(src).map_err(fail)?;
+                    let bytes_ok = self
+                        .resolver
+                        .parse(side, &self.real(side, &path).map_err(fail)?);
+                    let info =
+                        bytes_ok.map_err(|m| fail(format!("read {}: {m}", host.display())))?;
+                    if !matches!(
+                        info.kind,
+                        elf::ElfKind::Executable | elf::ElfKind::SharedObject
+                    ) {
+                        return Err(fail(format!(
+                            "{} is not an executable ELF file",
+                            host.display()
+                        )));
+                    }
+                    self.toolchain
+                        .check(&info)
+                        .map_err(|m| fail(format!("{} {m}", host.display())))?;
+                    let size = file_size(&host).map_err(fail)?;
+                    later.push((
+                        dest.clone(),
+                        Item {
+                            kind: ItemKind::File {
+                                src: host.clone(),
+                                size,
+                            },
+                            mode: mode.unwrap_or(EXEC_MODE),
+                            uid: 0,
+                            gid: 0,
+                            why: entry.label.clone(),
+                            explicit: true,
+                        },
+                        entry.label.clone(),
+                    ));
+                    self.collect(&entry.label, side, &path, dest, &mut deps)?;
+                }
+                EntryKind::File { src, dest, mode } => {
+                    let (_, _, host) = self.source(src).map_err(fail)?;
+                    let size = file_size(&host).map_err(fail)?;
+                    let mode = match mode {
+                        Some(m) => *m,
+                        None => default_mode(&host)?,
+                    };
+                    later.push((
+                        dest.clone(),
+                        Item {
+                            kind: ItemKind::File { src: host, size },
+                            mode,
+                            uid: 0,
+                            gid: 0,
+                            why: entry.label.clone(),
+                            explicit: true,
+                        },
+                        entry.label.clone(),
+                    ));
+                }
+                EntryKind::Tree { src, dest } => {
+                    let (side, path, host) = self.source_any(src).map_err(fail)?;
+                    self.tree(
+                        &entry.label,
+                        side,
+                        &path,
+                        &host,
+                        dest,
+                        &mut deps,
+                        &mut later,
+                    )?;
+                }
+                EntryKind::Dir { dest, mode } => later.push((
+                    dest.clone(),
+                    Item {
+                        kind: ItemKind::Dir,
+                        mode: mode.unwrap_or(DIR_MODE),
+                        uid: 0,
+                        gid: 0,
+                        why: entry.label.clone(),
+                        explicit: true,
+                    },
+                    entry.label.clone(),
+                )),
+                EntryKind::Symlink { dest, target } => later.push((
+                    dest.clone(),
+                    Item {
+                        kind: ItemKind::Symlink {
+                            target: target.clone(),
+                        },
+                        mode: 0o777,
+                        uid: 0,
+                        gid: 0,
+                        why: entry.label.clone(),
+                        explicit: true,
+                    },
+                    entry.label.clone(),
+                )),
+            }
+        }
+        for ((image, side, path), why) in &deps {
+            self.materialize(*side, path, image, why)?;
+        }
+        for (dest, item, label) in later {
+            self.plan
+                .insert(&dest, item)
+                .map_err(|m| Error::msg(format!("{label}: place {dest}: {m}")))?;
+        }
+        Ok(self.plan)
+    }
+
+    /// Resolve a recipe source to (side, path in that side's tree, real host path of a regular file).
+    fn source(&self, src: &Source) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
+        let (side, path, host) = self.source_any(src)?;
+        let r = sysroot::resolve(self.resolver.fs(side), &path)
+            .map_err(|e| format!("read {}: {}", host.display(), crate::error::io_message(&e)))?;
+        match r.node {
+            Node::File { .. } => Ok((side, path, self.resolver.fs(side).host_path(&r.real))),
+            Node::Dir => Err(format!("{} is a directory (use [[tree]])", host.display())),
+            _ => Err(format!("{} is not a regular file", host.display())),
+        }
+    }
+
+    fn source_any(&self, src: &Source) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
+        let (side, path) = match src {
+            Source::Sysroot(p) => (Side::Sysroot, p.clone()),
+            Source::Host(p) => (
+                Side::Host,
+                std::path::absolute(p).map_err(|e| format!("resolve {}: {e}", p.display()))?,
+            ),
+        };
+        let host = self.resolver.fs(side).host_path(&path);
+        Ok((side, path, host))
+    }
+
+    fn real(&self, side: Side, path: &Path) -> std::result::Result<PathBuf, String> {
+        sysroot::resolve(self.resolver.fs(side), path)
+            .map(|r| r.real)
+            .map_err(|e| format!("read {}: {}", path.display(), crate::error::io_message(&e)))
+    }
+
+    /// Find the closure of one object and remember every file it needs.
+    fn collect(
+        &self,
+        label: &str,
+        side: Side,
+        path: &Path,
+        dest: &ImagePath,
+        deps: &mut BTreeMap<(PathBuf, Side, PathBuf), String>,
+    ) -> Result<()> {
+        let root = Root {
+            side,
+            path: path.to_path_buf(),
+            image_path: dest.as_path().to_path_buf(),
+        };
+        let closure = self
+            .resolver
+            .closure(&root)
+            .map_err(|m| Error::msg(format!("{label}: analyze {}: {m}", path.display())))?;
+        if let Some(m) = closure.missing.first() {
+            return Err(Error::msg(format!(
+                "{label}: resolve {} needed by {}: not found in the sysroot for {}",
+                m.name,
+                m.needed_by.display(),
+                self.toolchain.platform
+            )));
+        }
+        for dep in closure.interpreter.iter().chain(&closure.libraries) {
+            let why = format!(
+                "{label}: {} needed by {} ({})",
+                dep.name,
+                dep.needed_by.display(),
+                dep.via.as_str()
+            );
+            deps.entry((dep.image_path.clone(), dep.side, dep.path.clone()))
+                .or_insert(why);
+        }
+        Ok(())
+    }
+
+    /// Put a file the loader opens into the image under the path it opens,
+    /// with every symlink on the way (made relative) and the real file.
+    fn materialize(&mut self, side: Side, path: &Path, image: &Path, why: &str) -> Result<()> {
+        let fs = self.resolver.fs(side);
+        let fail = |m: String| Error::msg(format!("{why}: place {}: {m}", image.display()));
+        let r = sysroot::resolve(fs, path).map_err(|e| fail(crate::error::io_message(&e)))?;
+        let relocated = side == Side::Host || sysroot::normalize(path) != image;
+        let file_at = if relocated {
+            image.to_path_buf()
+        } else {
+            r.real.clone()
+        };
+        let host = fs.host_path(&r.real);
+        let size = file_size(&host).map_err(fail)?;
+        if !relocated {
+            for link in &r.links {
+                let target = if link.target.is_absolute() {
+                    let dir = link.at.parent().unwrap_or(Path::new("/"));
+                    sysroot::relative(dir, &sysroot::normalize(&link.target))
+                } else {
+                    link.target.clone()
+                };
+                let at = ImagePath::from_path(&link.at).map_err(fail)?;
+                let item = Item {
+                    kind: ItemKind::Symlink {
+                        target: target.to_string_lossy().into_owned(),
+                    },
+                    mode: 0o777,
+                    uid: 0,
+                    gid: 0,
+                    why: why.to_string(),
+                    explicit: false,
+                };
+                self.plan.insert(&at, item).map_err(fail)?;
+            }
+        }
+        let at = ImagePath::from_path(&file_at).map_err(fail)?;
+        let item = Item {
+            kind: ItemKind::File { src: host, size },
+            mode: EXEC_MODE,
+            uid: 0,
+            gid: 0,
+            why: why.to_string(),
+            explicit: false,
+        };
+        self.plan.insert(&at, item).map_err(fail)
+    }
+
+    /// Copy a directory tree; every ELF object inside brings its closure.
+    #[allow(clippy::too_many_arguments)]
+    fn tree(
+        &self,
+        label: &str,
+        side: Side,
+        path: &Path,
+        host: &Path,
+        dest: &ImagePath,
+        deps: &mut BTreeMap<(PathBuf, Side, PathBuf), String>,
+        later: &mut Vec<(ImagePath, Item, String)>,
+    ) -> Result<()> {
+        let fail = |m: String| Error::msg(format!("{label}: {m}"));
+        let r = sysroot::resolve(self.resolver.fs(side), path).map_err(|e| {
+            fail(format!(
+                "read {}: {}",
+                host.display(),
+                crate::error::io_message(&e)
+            ))
+        })?;
+        if r.node != Node::Dir {
+            return Err(fail(format!("{} is not a directory", host.display())));
+        }
+        let root_host = self.resolver.fs(side).host_path(&r.real);
+        let walker = WalkDir::new(&root_host)
+            .follow_links(false)
+            .sort_by_file_name();
+        for entry in walker {
+            let entry = entry.map_err(|e| {
+                let p = e
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                fail(format!(
+                    "read {p}: {}",
+                    e.io_error()
+                        .map(crate::error::io_message)
+                        .unwrap_or_else(|| e.to_string())
+                ))
+            })?;
+            let rel = entry
+                .path()
+                .strip_prefix(&root_host)
+                .expect("walkdir yields paths under its root");
+            let rel_str = rel.to_str().ok_or_else(|| {
+                fail(format!(
+                    "{}: file name is not valid UTF-8",
+                    entry.path().display()
+                ))
+            })?;
+            let at = if rel_str.is_empty() {
+                dest.clone()
+            } else {
+                dest.join(rel_str)
+                    .map_err(|m| fail(format!("{}: {m}", entry.path().display())))?
+            };
+            let t = entry.file_type();
+            let why = format!("{label}: {}", entry.path().display());
+            let item = if t.is_dir() {
+                Item {
+                    kind: ItemKind::Dir,
+                    mode: DIR_MODE,
+                    uid: 0,
+                    gid: 0,
+                    why,
+                    explicit: false,
+                }
+            } else if t.is_symlink() {
+                let target = fs::read_link(entry.path()).with_path("read link", entry.path())?;
+                Item {
+                    kind: ItemKind::Symlink {
+                        target: target.to_string_lossy().into_owned(),
+                    },
+                    mode: 0o777,
+                    uid: 0,
+                    gid: 0,
+                    why,
+                    explicit: false,
+                }
+            } else if t.is_file() {
+                let host_file = entry.path().to_path_buf();
+                let size = file_size(&host_file).map_err(fail)?;
+                let exec = is_executable_content(&host_file)?;
+                if exec && !is_script(&host_file)? {
+                    let src_path = r.real.join(rel);
+                    let info = self
+                        .resolver
+                        .parse(side, &src_path)
+                        .map_err(|m| fail(format!("read {}: {m}", host_file.display())))?;
+                    self.toolchain
+                        .check(&info)
+                        .map_err(|m| fail(format!("{} {m}", host_file.display())))?;
+                    if info.dynamic {
+                        self.collect(label, side, &src_path, &at, deps)?;
+                    }
+                }
+                Item {
+                    kind: ItemKind::File {
+                        src: host_file,
+                        size,
+                    },
+                    mode: if exec { EXEC_MODE } else { FILE_MODE },
+                    uid: 0,
+                    gid: 0,
+                    why,
+                    explicit: false,
+                }
+            } else {
+                return Err(fail(format!(
+                    "{}: is a device, FIFO or socket, which a tree may not contain",
+                    entry.path().display()
+                )));
+            };
+            later.push((at, item, label.to_string()));
+        }
+        Ok(())
+    }
+}
+
+fn is_script(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 2];
+    let mut f = fs::File::open(path).with_path("open", path)?;
+    let n = read_full(&mut f, &mut head).with_path("read", path)?;
+    Ok(n == 2 && &head == b"#!")
+}
+
+fn default_mode(path: &Path) -> Result<u32> {
+    Ok(if is_executable_content(path)? {
+        EXEC_MODE
+    } else {
+        FILE_MODE
+    })
+}
+
+fn file_size(path: &Path) -> std::result::Result<u64, String> {
+    fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| format!("stat {}: {}", path.display(), crate::error::io_message(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(why: &str) -> Item {
+        Item {
+            kind: ItemKind::File {
+                src: PathBuf::from("/proc/self/exe"),
+                size: 1,
+            },
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            why: why.into(),
+            explicit: true,
+        }
+    }
+
+    fn p(s: &str) -> ImagePath {
+        ImagePath::new(s).unwrap()
+    }
+
+    #[test]
+    fn parents_follow_symlinks_and_conflicts_are_named() {
+        let mut plan = Plan::default();
+        let link = Item {
+            kind: ItemKind::Symlink {
+                target: "usr/lib".into(),
+            },
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            why: "link".into(),
+            explicit: false,
+        };
+        plan.insert(&p("/lib"), link).unwrap();
+        plan.insert(&p("/lib/x/a"), file("a")).unwrap();
+        assert!(plan.entries.contains_key(&p("/usr/lib/x/a")));
+        assert!(plan.entries.contains_key(&p("/usr")));
+        assert!(!plan.entries.contains_key(&p("/lib/x")));
+        // same source twice merges
+        plan.insert(&p("/usr/lib/x/a"), file("b")).unwrap();
+        let mut other = file("c");
+        other.kind = ItemKind::Symlink { target: "y".into() };
+        let err = plan.insert(&p("/usr/lib/x/a"), other).unwrap_err();
+        assert!(
+            err.contains("wanted twice") && err.contains("by a") && err.contains("by c"),
+            "{err}"
+        );
+        let err = plan.insert(&p("/usr/lib/x/a/b"), file("d")).unwrap_err();
+        assert!(err.contains("not a directory"), "{err}");
+    }
+}

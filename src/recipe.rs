@@ -1,0 +1,565 @@
+//! Recipes: TOML → raw serde types → a validated [`Recipe`]. Every check on
+//! the user's input happens here, before any file is read; later stages take
+//! the validated types and do not check again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::platform::Platform;
+
+/// The PATH an image gets when the recipe sets no `env`.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/bin:/usr/bin:/bin";
+
+// ---------------------------------------------------------------- raw types
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    name: String,
+    tag: Option<String>,
+    platforms: Option<Vec<String>>,
+    epoch: Option<i64>,
+    config: Option<RawConfig>,
+    #[serde(default)]
+    binary: Vec<RawCopy>,
+    #[serde(default)]
+    file: Vec<RawCopy>,
+    #[serde(default)]
+    tree: Vec<RawCopy>,
+    #[serde(default)]
+    dir: Vec<RawDir>,
+    #[serde(default)]
+    symlink: Vec<RawSymlink>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    env: Option<Vec<String>>,
+    workdir: Option<String>,
+    user: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    exposed_ports: Vec<String>,
+    stop_signal: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCopy {
+    src: String,
+    dest: Option<String>,
+    mode: Option<RawMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDir {
+    dest: String,
+    mode: Option<RawMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSymlink {
+    dest: String,
+    target: String,
+}
+
+/// `mode = "0755"` or `mode = 0o755`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMode {
+    Text(String),
+    Number(i64),
+}
+
+// ---------------------------------------------------------- validated types
+
+/// A validated recipe.
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    /// The recipe file, for messages.
+    pub path: PathBuf,
+    pub name: String,
+    pub tag: String,
+    /// Sorted, without duplicates; never empty.
+    pub platforms: Vec<Platform>,
+    pub epoch: Option<u64>,
+    pub config: ImageConfig,
+    /// In recipe order: binaries, files, trees, dirs, symlinks.
+    pub entries: Vec<Entry>,
+}
+
+/// The `[config]` table, validated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub exposed_ports: BTreeSet<String>,
+    pub stop_signal: Option<String>,
+}
+
+/// Where an entry's source is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// An absolute path, looked up inside the platform's sysroot.
+    Sysroot(PathBuf),
+    /// A path relative to the recipe file, already joined to its directory.
+    Host(PathBuf),
+}
+
+impl Source {
+    pub fn display(&self) -> String {
+        match self {
+            Source::Sysroot(p) | Source::Host(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// One `[[binary]]`, `[[file]]`, `[[tree]]`, `[[dir]]` or `[[symlink]]`.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// "[[binary]] #1 (/usr/bin/jq)": how messages name this entry.
+    pub label: String,
+    pub kind: EntryKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum EntryKind {
+    Binary {
+        src: Source,
+        dest: ImagePath,
+        mode: Option<u32>,
+    },
+    File {
+        src: Source,
+        dest: ImagePath,
+        mode: Option<u32>,
+    },
+    Tree {
+        src: Source,
+        dest: ImagePath,
+    },
+    Dir {
+        dest: ImagePath,
+        mode: Option<u32>,
+    },
+    Symlink {
+        dest: ImagePath,
+        target: String,
+    },
+}
+
+/// A normalized absolute path inside the image: starts with "/", no ".",
+/// "..", empty or whiteout components, no NUL, never the root itself.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImagePath(String);
+
+impl ImagePath {
+    /// Normalize `p` (relative paths are taken from "/"); refuse anything that
+    /// would leave the root or cannot be stored in a layer.
+    pub fn new(p: &str) -> std::result::Result<ImagePath, String> {
+        if p.contains('\0') {
+            return Err("path contains a NUL byte".into());
+        }
+        let mut parts: Vec<&str> = Vec::new();
+        for c in Path::new(p).components() {
+            match c {
+                Component::Normal(n) => {
+                    let n = n.to_str().ok_or("path is not valid UTF-8")?;
+                    if n.starts_with(".wh.") {
+                        return Err(format!("{n:?} is an OCI whiteout name"));
+                    }
+                    parts.push(n);
+                }
+                Component::ParentDir if parts.pop().is_none() => {
+                    return Err(format!("{p:?} escapes the image root"));
+                }
+                _ => {}
+            }
+        }
+        if parts.is_empty() {
+            return Err(format!("{p:?} names the image root, not a path in it"));
+        }
+        Ok(ImagePath(format!("/{}", parts.join("/"))))
+    }
+
+    pub fn from_path(p: &Path) -> std::result::Result<ImagePath, String> {
+        ImagePath::new(p.to_str().ok_or("path is not valid UTF-8")?)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn as_path(&self) -> &Path {
+        Path::new(&self.0)
+    }
+
+    /// The name as stored in a tar layer: no leading "/".
+    pub fn rel(&self) -> &str {
+        &self.0[1..]
+    }
+
+    /// The parent directory, `None` for a top-level entry.
+    pub fn parent(&self) -> Option<ImagePath> {
+        let i = self.0.rfind('/')?;
+        (i > 0).then(|| ImagePath(self.0[..i].to_string()))
+    }
+
+    pub fn join(&self, rel: &str) -> std::result::Result<ImagePath, String> {
+        ImagePath::new(&format!("{}/{}", self.0, rel))
+    }
+}
+
+impl std::fmt::Display for ImagePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Recipe {
+    /// Read and validate a recipe file.
+    pub fn load(path: &Path) -> Result<Recipe> {
+        let text = std::fs::read_to_string(path).with_path("read recipe", path)?;
+        Recipe::parse(&text, path)
+    }
+
+    /// Validate recipe text; `path` names it in messages and anchors relative sources.
+    pub fn parse(text: &str, path: &Path) -> Result<Recipe> {
+        let fail = |m: String| Error::msg(format!("parse recipe {}: {m}", path.display()));
+        let raw: RawRecipe = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let (line, col) = line_col(text, s.start);
+                    format!("line {line}, column {col}: ")
+                })
+                .unwrap_or_default();
+            fail(format!("{at}{}", e.message().trim().replace('\n', " ")))
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+
+        check_name(&raw.name).map_err(|m| fail(format!("name {:?}: {m}", raw.name)))?;
+        let tag = raw.tag.unwrap_or_else(|| "latest".into());
+        check_tag(&tag).map_err(|m| fail(format!("tag {tag:?}: {m}")))?;
+
+        let mut platforms: Vec<Platform> = Vec::new();
+        for p in raw.platforms.unwrap_or_default() {
+            platforms.push(p.parse().map_err(|e: Error| fail(e.to_string()))?);
+        }
+        if platforms.is_empty() {
+            platforms.push(Platform::host());
+        }
+        platforms.sort();
+        platforms.dedup();
+
+        let epoch = match raw.epoch {
+            None => None,
+            Some(e) if e >= 0 => Some(e as u64),
+            Some(e) => {
+                return Err(fail(format!(
+                    "epoch {e}: must be a non-negative number of seconds"
+                )))
+            }
+        };
+
+        let config = validate_config(raw.config.unwrap_or_default())
+            .map_err(|m| fail(format!("[config] {m}")))?;
+
+        let mut entries = Vec::new();
+        for (i, b) in raw.binary.into_iter().enumerate() {
+            let label = format!("[[binary]] #{} ({})", i + 1, b.src);
+            let (src, dest) =
+                copy_paths(&b, &base, true).map_err(|m| fail(format!("{label}: {m}")))?;
+            let mode = parse_mode(b.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
+            entries.push(Entry {
+                label,
+                kind: EntryKind::Binary { src, dest, mode },
+            });
+        }
+        for (i, f) in raw.file.into_iter().enumerate() {
+            let label = format!("[[file]] #{} ({})", i + 1, f.src);
+            let (src, dest) =
+                copy_paths(&f, &base, false).map_err(|m| fail(format!("{label}: {m}")))?;
+            let mode = parse_mode(f.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
+            entries.push(Entry {
+                label,
+                kind: EntryKind::File { src, dest, mode },
+            });
+        }
+        for (i, t) in raw.tree.into_iter().enumerate() {
+            let label = format!("[[tree]] #{} ({})", i + 1, t.src);
+            if t.mode.is_some() {
+                return Err(fail(format!(
+                    "{label}: mode is not supported for a tree; its files keep normalized modes"
+                )));
+            }
+            let (src, dest) =
+                copy_paths(&t, &base, false).map_err(|m| fail(format!("{label}: {m}")))?;
+            entries.push(Entry {
+                label,
+                kind: EntryKind::Tree { src, dest },
+            });
+        }
+        for (i, d) in raw.dir.into_iter().enumerate() {
+            let label = format!("[[dir]] #{} ({})", i + 1, d.dest);
+            let dest = ImagePath::new(&d.dest).map_err(|m| fail(format!("{label}: dest {m}")))?;
+            let mode = parse_mode(d.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
+            entries.push(Entry {
+                label,
+                kind: EntryKind::Dir { dest, mode },
+            });
+        }
+        for (i, s) in raw.symlink.into_iter().enumerate() {
+            let label = format!("[[symlink]] #{} ({})", i + 1, s.dest);
+            let dest = ImagePath::new(&s.dest).map_err(|m| fail(format!("{label}: dest {m}")))?;
+            if s.target.is_empty() || s.target.contains('\0') {
+                return Err(fail(format!(
+                    "{label}: target must be a non-empty path without NUL bytes"
+                )));
+            }
+            entries.push(Entry {
+                label,
+                kind: EntryKind::Symlink {
+                    dest,
+                    target: s.target,
+                },
+            });
+        }
+
+        Ok(Recipe {
+            path: path.to_path_buf(),
+            name: raw.name,
+            tag,
+            platforms,
+            epoch,
+            config,
+            entries,
+        })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+/// Image names follow the OCI distribution spec's repository name grammar.
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && c.as_bytes()[0].is_ascii_alphanumeric()
+            && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
+    };
+    if name.len() > 255 || !name.split('/').all(component_ok) {
+        return Err("must be lowercase letters, digits and . _ - separated by /, starting and ending with a letter or digit".into());
+    }
+    Ok(())
+}
+
+/// Tags: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+fn check_tag(tag: &str) -> std::result::Result<(), String> {
+    let b = tag.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err("must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}".into())
+    }
+}
+
+fn copy_paths(
+    c: &RawCopy,
+    base: &Path,
+    binary: bool,
+) -> std::result::Result<(Source, ImagePath), String> {
+    if c.src.is_empty() || c.src.contains('\0') {
+        return Err("src must be a non-empty path without NUL bytes".into());
+    }
+    let src_path = Path::new(&c.src);
+    let src = if src_path.is_absolute() {
+        Source::Sysroot(src_path.to_path_buf())
+    } else {
+        Source::Host(base.join(src_path))
+    };
+    let dest = match (&c.dest, &src) {
+        (Some(d), _) => d.clone(),
+        (None, Source::Sysroot(p)) => p.to_string_lossy().into_owned(),
+        (None, Source::Host(p)) if binary => {
+            let name = p.file_name().ok_or("src has no file name")?;
+            format!("/usr/bin/{}", name.to_string_lossy())
+        }
+        (None, Source::Host(_)) => return Err("dest is required when src is relative".into()),
+    };
+    let dest = ImagePath::new(&dest).map_err(|m| format!("dest {m}"))?;
+    Ok((src, dest))
+}
+
+fn parse_mode(m: Option<&RawMode>) -> std::result::Result<Option<u32>, String> {
+    let v = match m {
+        None => return Ok(None),
+        Some(RawMode::Text(s)) => {
+            let digits = s.strip_prefix("0o").unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                return Err(format!("mode {s:?}: must be octal digits, e.g. \"0755\""));
+            }
+            u32::from_str_radix(digits, 8).map_err(|_| format!("mode {s:?}: too large"))?
+        }
+        Some(RawMode::Number(n)) => {
+            u32::try_from(*n).map_err(|_| format!("mode {n}: out of range"))?
+        }
+    };
+    if v > 0o7777 {
+        return Err(format!("mode {v:o}: larger than 07777"));
+    }
+    Ok(Some(v))
+}
+
+fn validate_config(c: RawConfig) -> std::result::Result<ImageConfig, String> {
+    let env = c.env.unwrap_or_else(|| vec![DEFAULT_PATH.to_string()]);
+    let mut keys = BTreeSet::new();
+    for e in &env {
+        let Some((k, _)) = e.split_once('=') else {
+            return Err(format!("env {e:?}: must be KEY=VALUE"));
+        };
+        if k.is_empty() || k.contains('\0') {
+            return Err(format!("env {e:?}: empty or invalid variable name"));
+        }
+        if !keys.insert(k.to_string()) {
+            return Err(format!("env: {k} is set twice"));
+        }
+    }
+    if let Some(w) = &c.workdir {
+        if !w.starts_with('/') {
+            return Err(format!("workdir {w:?}: must be an absolute path"));
+        }
+    }
+    if let Some(u) = &c.user {
+        if u.is_empty() || u.contains('\0') {
+            return Err("user: must be a non-empty user[:group]".into());
+        }
+    }
+    let mut ports = BTreeSet::new();
+    for p in c.exposed_ports {
+        let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+        let ok_num = num.parse::<u16>().map(|n| n > 0).unwrap_or(false);
+        if !ok_num || !["tcp", "udp", "sctp"].contains(&proto) {
+            return Err(format!(
+                "exposed_ports {p:?}: must be PORT[/tcp|udp|sctp] with PORT in 1..65535"
+            ));
+        }
+        ports.insert(format!("{num}/{proto}"));
+    }
+    for arr in [&c.entrypoint, &c.cmd].into_iter().flatten() {
+        if arr.iter().any(|a| a.contains('\0')) {
+            return Err("entrypoint and cmd must not contain NUL bytes".into());
+        }
+    }
+    Ok(ImageConfig {
+        entrypoint: c.entrypoint,
+        cmd: c.cmd,
+        env,
+        workdir: c.workdir,
+        user: c.user,
+        labels: c.labels,
+        exposed_ports: ports,
+        stop_signal: c.stop_signal,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Recipe> {
+        Recipe::parse(t, Path::new("dir/r.toml"))
+    }
+
+    #[test]
+    fn defaults() {
+        let r = parse(
+            "name = \"x\"\n[[binary]]\nsrc = \"/usr/bin/jq\"\n[[binary]]\nsrc = \"out/app\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.tag, "latest");
+        assert_eq!(r.platforms, vec![Platform::host()]);
+        assert_eq!(r.config.env, vec![DEFAULT_PATH.to_string()]);
+        match &r.entries[1].kind {
+            EntryKind::Binary { src, dest, .. } => {
+                assert_eq!(src, &Source::Host(PathBuf::from("dir/out/app")));
+                assert_eq!(dest.as_str(), "/usr/bin/app");
+            }
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn errors_name_key_and_position() {
+        let e = parse("name = \"x\"\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("line 2, column 1") && e.contains("bogus"), "{e}");
+        let e = parse("name = \"x\"\n[[dir]]\ndest = \"../../etc\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[[dir]] #1") && e.contains("escapes"), "{e}");
+        let e = parse("name = \"x\"\n[[dir]]\ndest = \"/a/.wh.b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("whiteout"), "{e}");
+        let e = parse("name = \"x\"\n[[file]]\nsrc = \"a\"\ndest = \"/a\"\nmode = \"0999\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("octal"), "{e}");
+        assert!(parse("name = \"X\"\n").is_err());
+        assert!(parse("name = \"x\"\nepoch = -1\n").is_err());
+    }
+
+    #[test]
+    fn image_paths() {
+        assert_eq!(
+            ImagePath::new("usr//bin/./x").unwrap().as_str(),
+            "/usr/bin/x"
+        );
+        assert_eq!(ImagePath::new("/a/b/../c").unwrap().as_str(), "/a/c");
+        assert!(ImagePath::new("/").is_err());
+        assert!(ImagePath::new("").is_err());
+        assert!(ImagePath::new("/a\0b").is_err());
+        assert_eq!(
+            ImagePath::new("/a/b").unwrap().parent().unwrap().as_str(),
+            "/a"
+        );
+        assert_eq!(ImagePath::new("/a").unwrap().parent(), None);
+    }
+}
