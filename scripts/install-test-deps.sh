@@ -13,6 +13,9 @@ needs=(
   jq:jq
   sqlite3:sqlite3
   chroot:coreutils
+  tar:tar
+  cc:gcc
+  gzip:gzip
   ldd:libc-bin
   uidmap:uidmap
 )

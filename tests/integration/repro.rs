@@ -1,0 +1,245 @@
+//! Reproducibility: golden digests for recipes whose inputs are committed,
+//! the same digest under a perturbed environment and perturbed inputs, and
+//! SOURCE_DATE_EPOCH visible in `created` and every tar entry.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+/// `recipe digest` pairs from tests/golden/digests.txt.
+fn goldens() -> BTreeMap<String, String> {
+    let text = fs::read_to_string(repo().join("tests/golden/digests.txt")).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (r, d) = l.split_once(char::is_whitespace).expect("recipe digest");
+            (r.to_string(), d.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn golden_digests_hold() {
+    let goldens = goldens();
+    assert!(goldens.len() >= 2, "at least two golden recipes");
+    let tmp = tempdir();
+    let mut drift = Vec::new();
+    for (recipe, want) in &goldens {
+        let got = build(
+            &repo().join("recipes").join(recipe),
+            &tmp.path().join(recipe),
+        );
+        if &got != want {
+            drift.push(format!("{recipe}: golden {want}, built {got}"));
+        }
+    }
+    assert!(
+        drift.is_empty(),
+        "image digests drifted from tests/golden/digests.txt (if the change is intended, \
+         run scripts/regen-goldens.sh and commit the result):\n{}",
+        drift.join("\n")
+    );
+}
+
+/// Everything under `dir`: relative path → bytes (for comparing layouts).
+fn tree_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().to_path_buf(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A copy of the inputs of a recipe with a tree, a file, a relative binary
+/// and a host binary (with its closure), with chosen metadata.
+fn inputs(dir: &Path, mode: u32, mtime: i64, owner: u32, reverse: bool) -> PathBuf {
+    let hello = repo().join("recipes/hello/hello");
+    fs::create_dir_all(dir.join("tree/sub")).unwrap();
+    let mut files = vec![
+        ("tree/a.txt", "alpha\n"),
+        ("tree/b.txt", "beta\n"),
+        ("tree/sub/c.txt", "gamma\n"),
+        ("tree/sub/d.sh", "#!/bin/sh\necho d\n"),
+        ("app.conf", "x = 1\n"),
+    ];
+    if reverse {
+        files.reverse();
+    }
+    for (p, text) in &files {
+        fs::write(dir.join(p), text).unwrap();
+    }
+    fs::copy(&hello, dir.join("hello")).unwrap();
+    std::os::unix::fs::symlink("a.txt", dir.join("tree/link")).unwrap();
+    for e in walkdir::WalkDir::new(dir).contents_first(true) {
+        let e = e.unwrap();
+        if e.path_is_symlink() {
+            continue;
+        }
+        let m = if e.file_type().is_dir() {
+            mode | 0o700
+        } else {
+            mode
+        };
+        fs::set_permissions(e.path(), fs::Permissions::from_mode(m)).unwrap();
+        filetime::set_file_mtime(e.path(), filetime::FileTime::from_unix_time(mtime, 0)).unwrap();
+        std::os::unix::fs::chown(e.path(), Some(owner), Some(owner)).unwrap();
+    }
+    let recipe = dir.join("recipe.toml");
+    fs::write(
+        &recipe,
+        r#"name = "perturbed"
+[config]
+entrypoint = ["/usr/bin/jq"]
+labels = { b = "2", a = "1" }
+[[binary]]
+src = "/usr/bin/jq"
+[[binary]]
+src = "hello"
+[[file]]
+src = "app.conf"
+dest = "/etc/app.conf"
+[[tree]]
+src = "tree"
+dest = "/srv/tree"
+[[dir]]
+dest = "/tmp"
+mode = "1777"
+"#,
+    )
+    .unwrap();
+    recipe
+}
+
+#[test]
+fn same_digest_under_perturbation() {
+    require("jq", "jq");
+    let tmp = tempdir();
+    let a_in = inputs(&tmp.path().join("a"), 0o644, 1_000_000_000, 0, false);
+    inputs(&tmp.path().join("b"), 0o600, 1_500_000_123, 4321, true);
+
+    let a_out = tmp.path().join("out-a");
+    let first = build(&a_in, &a_out);
+
+    // Different cwd (relative recipe and output paths), umask, TZ, locale.
+    let b_out = tmp.path().join("out-b");
+    let o = ok(bareroot()
+        .current_dir(tmp.path().join("b"))
+        .env("TZ", "Pacific/Chatham")
+        .env("LC_ALL", "tr_TR.UTF-8")
+        .env("LANG", "tr_TR.UTF-8")
+        .arg("build")
+        .arg("recipe.toml")
+        .arg("--output")
+        .arg("../out-b"));
+    let second = last_line(&o);
+    assert_eq!(
+        first, second,
+        "top digest must not depend on input metadata or environment"
+    );
+    assert_eq!(
+        tree_bytes(&a_out),
+        tree_bytes(&b_out),
+        "layouts differ byte for byte"
+    );
+
+    // The umask of the build process must not matter either.
+    let c_out = tmp.path().join("out-c");
+    let s = ok(std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$0\" build \"$1\" --output \"$2\" --quiet")
+        .arg(env!("CARGO_BIN_EXE_bareroot"))
+        .arg(&a_in)
+        .arg(&c_out)
+        .env_remove("SOURCE_DATE_EPOCH"));
+    assert_eq!(last_line(&s), first);
+
+    // Modes are normalized from content: scripts and ELF 0755, data 0644.
+    let report = inspect_json(&a_out);
+    let files = files_of(&report);
+    assert_eq!(files["/srv/tree/sub/d.sh"]["mode"], "0755");
+    assert_eq!(files["/srv/tree/a.txt"]["mode"], "0644");
+    assert_eq!(files["/usr/bin/hello"]["mode"], "0755");
+    assert_eq!(files["/tmp"]["mode"], "1777");
+    assert_eq!(files["/srv/tree/link"]["target"], "a.txt");
+    for (path, f) in &files {
+        assert_eq!(
+            (f["uid"].as_u64(), f["gid"].as_u64()),
+            (Some(0), Some(0)),
+            "{path}"
+        );
+    }
+}
+
+fn inspect_json(layout: &Path) -> serde_json::Value {
+    let s = ok(bareroot().arg("inspect").arg("--json").arg(layout));
+    serde_json::from_str(&s).unwrap()
+}
+
+fn files_of(report: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    report[0]["images"][0]["layers"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f.clone()))
+        .collect()
+}
+
+#[test]
+fn source_date_epoch_reaches_config_and_every_entry() {
+    let tmp = tempdir();
+    let recipe = repo().join("recipes/hello-files.toml");
+    let out = tmp.path().join("img");
+    ok(bareroot()
+        .env("SOURCE_DATE_EPOCH", "1600000000")
+        .arg("build")
+        .arg(&recipe)
+        .arg("--output")
+        .arg(&out));
+    let report = inspect_json(&out);
+    let config = &report[0]["images"][0]["config"];
+    assert_eq!(config["created"], "2020-09-13T12:26:40Z");
+    assert_eq!(config["history"][0]["created"], "2020-09-13T12:26:40Z");
+    let files = files_of(&report);
+    assert!(files.len() > 5);
+    for (path, f) in &files {
+        assert_eq!(f["mtime"].as_u64(), Some(1_600_000_000), "{path}");
+    }
+
+    // --epoch wins over SOURCE_DATE_EPOCH; the recipe's epoch is the fallback.
+    ok(bareroot()
+        .env("SOURCE_DATE_EPOCH", "1600000000")
+        .arg("build")
+        .arg(&recipe)
+        .arg("--output")
+        .arg(&out)
+        .arg("--epoch")
+        .arg("86400"));
+    let report = inspect_json(&out);
+    assert_eq!(
+        report[0]["images"][0]["config"]["created"],
+        "1970-01-02T00:00:00Z"
+    );
+    ok(bareroot()
+        .arg("build")
+        .arg(&recipe)
+        .arg("--output")
+        .arg(&out));
+    let report = inspect_json(&out);
+    // recipes/hello-files.toml says epoch = 1234567890.
+    assert_eq!(
+        report[0]["images"][0]["config"]["created"],
+        "2009-02-13T23:31:30Z"
+    );
+    assert!(files_of(&report)
+        .values()
+        .all(|f| f["mtime"] == 1_234_567_890));
+}
