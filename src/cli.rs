@@ -7,7 +7,13 @@ use clap::{Args, Parser, Subcommand};
 /// Assemble minimal, reproducible OCI images from host binaries and the
 /// exact shared-library closure the dynamic loader would open for them.
 #[derive(Parser, Debug)]
-#[command(name = "bareroot", version, about, long_about = None)]
+#[command(
+    name = "bareroot",
+    version,
+    about,
+    long_about = None,
+    after_help = "Example:\n  bareroot build recipes/shell.toml     # writes out/shell, prints its digest\n  podman run --rm oci:out/shell:latest\n  bareroot closure /usr/bin/jq           # what the loader would open"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -94,7 +94,8 @@ impl Podman {
         P.get_or_init(|| {
             require("podman", "podman");
             require("runc", "runc");
-            let dir = std::env::temp_dir().join(format!("bareroot-podman-{}", std::process::id()));
+            // One storage for every run, under target/: reused, never piling up in /tmp.
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("podman");
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(
                 dir.join("containers.conf"),
