@@ -70,6 +70,20 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// `s` made safe to print as one line: control characters (a newline or a
+/// NUL inside a recipe path, say) are escaped as `\n`, `\u{0}`.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `io::Error`'s text without the "(os error N)" suffix, lowercased at the start.
 pub fn io_message(e: &io::Error) -> String {
     let s = e.to_string();

@@ -9,7 +9,7 @@ fn main() {
     match bareroot::app::run(cli.command, &mut out, &mut err) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("bareroot: {e}");
+            eprintln!("bareroot: {}", bareroot::error::one_line(&e.to_string()));
             std::process::exit(2);
         }
     }

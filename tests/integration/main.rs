@@ -2,6 +2,12 @@
 //! area. Tests that need external tools fail, never skip, when they are
 //! missing; scripts/test.sh installs them.
 
-mod elfgen;
-mod resolver;
+#[allow(dead_code)]
 mod support;
+
+mod e2e;
+mod elfgen;
+mod errors;
+mod oracle;
+mod repro;
+mod resolver;
