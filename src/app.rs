@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::build::{self, BuildOptions};
-use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs};
+use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs, RunArgs};
 use crate::closure::{Closure, Resolver, Root, Side};
 use crate::error::{Error, Result};
 use crate::inspect;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
-use crate::sysroot::HostFs;
-use crate::toolchain::Toolchain;
+use crate::sysroot::{self, HostFs};
+use crate::toolchain::Toolchains;
 
 /// Run a command; the returned number is the process exit code.
 pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
@@ -23,6 +23,7 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result
         Command::Build(a) => cmd_build(a, out, err),
         Command::Closure(a) => cmd_closure(a, out, err),
         Command::Inspect(a) => cmd_inspect(a, out),
+        Command::Run(a) => cmd_run(a),
     }
 }
 
@@ -41,7 +42,9 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
                 "parse --sysroot {s:?}: expected PLATFORM=DIR, e.g. linux/arm64=/srv/arm64"
             ))
         })?;
-        let platform: Platform = p.parse()?;
+        let platform: Platform = p
+            .parse()
+            .map_err(|e: Error| Error::msg(format!("parse --sysroot {s:?}: {e}")))?;
         sysroots.insert(platform, PathBuf::from(dir));
     }
     let opts = BuildOptions {
@@ -50,6 +53,7 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
         source_date_epoch: std::env::var_os("SOURCE_DATE_EPOCH")
             .map(|v| v.to_string_lossy().into_owned()),
         sysroots,
+        toolchains: load_toolchains(&a.toolchains)?,
     };
     let result = build::build(&recipe, &opts)?;
     if !a.quiet {
@@ -77,20 +81,11 @@ fn cmd_closure(a: ClosureArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resu
         Some(p) => p.parse()?,
         None => Platform::host(),
     };
-    let toolchain = Toolchain::for_platform(&platform)?;
-    let sysroot = a
-        .sysroot
-        .clone()
-        .unwrap_or_else(|| toolchain.default_sysroot());
-    if !sysroot.is_dir() {
-        return Err(Error::msg(format!(
-            "open sysroot {}: not a directory",
-            sysroot.display()
-        )));
-    }
-    let sys = HostFs::new(&sysroot);
+    let toolchains = load_toolchains(&a.toolchains)?;
+    let toolchain = toolchains.get(&platform)?;
+    let (sys, sysroot) = sysroot::open(toolchain, a.sysroot.as_deref())?;
     let host = HostFs::new("/");
-    let resolver = Resolver::new(&sys, &host, toolchain.loader_config());
+    let resolver = Resolver::new(sys.as_ref(), &host, toolchain.loader_config());
     let mut results: Vec<(String, Closure)> = Vec::new();
     let mut code = 0;
     for f in &a.files {
@@ -110,13 +105,13 @@ fn cmd_closure(a: ClosureArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resu
             .map_err(|m| Error::msg(format!("analyze {} for {platform}: {m}", f.display())))?;
         for m in &closure.missing {
             code = 1;
-            let _ = writeln!(
-                err,
+            let line = format!(
                 "bareroot: resolve {} needed by {}: not found for {platform} in {}",
                 m.name,
                 m.needed_by.display(),
-                sysroot.display()
+                sysroot
             );
+            let _ = writeln!(err, "{}", crate::error::one_line(&line));
         }
         results.push((f.display().to_string(), closure));
     }
@@ -131,6 +126,14 @@ fn cmd_closure(a: ClosureArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resu
     };
     write_out(out, &text)?;
     Ok(code)
+}
+
+fn load_toolchains(extra: &[PathBuf]) -> Result<Toolchains> {
+    let mut t = Toolchains::embedded();
+    for p in extra {
+        t.add_path(p)?;
+    }
+    Ok(t)
 }
 
 fn closure_json(file: &str, c: &Closure) -> serde_json::Value {
@@ -202,4 +205,12 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<i32> {
     };
     write_out(out, &text)?;
     Ok(0)
+}
+
+fn cmd_run(a: RunArgs) -> Result<i32> {
+    let opts = crate::run::RunOptions {
+        platform: a.platform.as_deref().map(str::parse).transpose()?,
+        args: (!a.args.is_empty()).then_some(a.args),
+    };
+    crate::run::run(&a.image, &opts, &load_toolchains(&a.toolchains)?)
 }

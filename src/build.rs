@@ -18,9 +18,9 @@ use crate::oci::{
 use crate::plan::{Plan, Planner};
 use crate::platform::Platform;
 use crate::recipe::Recipe;
-use crate::sysroot::HostFs;
+use crate::sysroot::{self, HostFs};
 use crate::timefmt::rfc3339;
-use crate::toolchain::Toolchain;
+use crate::toolchain::Toolchains;
 
 /// How to build, beyond what the recipe says.
 #[derive(Clone, Debug, Default)]
@@ -31,8 +31,10 @@ pub struct BuildOptions {
     pub epoch: Option<u64>,
     /// The raw `SOURCE_DATE_EPOCH` value, if set.
     pub source_date_epoch: Option<String>,
-    /// `--sysroot PLATFORM=DIR` overrides.
+    /// `--sysroot PLATFORM=DIR` overrides (over the recipe's `[sysroot]`).
     pub sysroots: BTreeMap<Platform, PathBuf>,
+    /// The embedded toolchains plus `--toolchains` and the recipe's.
+    pub toolchains: Toolchains,
 }
 
 /// One platform's finished image.
@@ -86,12 +88,13 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
         .output
         .clone()
         .unwrap_or_else(|| Path::new("out").join(&recipe.name));
+    let toolchains = toolchains_for(recipe, opts)?;
     let staging = Staging::new(&output)?;
     let mut layout = LayoutWriter::new(&staging.dir)?;
 
     let mut images = Vec::new();
     for platform in &recipe.platforms {
-        let image = build_platform(recipe, platform, opts, epoch, &mut layout)
+        let image = build_platform(recipe, platform, opts, &toolchains, epoch, &mut layout)
             .context_with(|| format!("build image {} for {platform}", recipe.name))?;
         images.push(image);
     }
@@ -126,34 +129,42 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
 }
 
 /// Resolve one platform's plan (exposed for `bareroot closure`-like tools and tests).
-pub fn plan_platform(recipe: &Recipe, platform: &Platform, opts: &BuildOptions) -> Result<Plan> {
-    let toolchain = Toolchain::for_platform(platform)?;
-    let sysroot = opts
+pub fn plan_platform(
+    recipe: &Recipe,
+    platform: &Platform,
+    opts: &BuildOptions,
+    toolchains: &Toolchains,
+) -> Result<Plan> {
+    let toolchain = toolchains.get(platform)?;
+    let given = opts
         .sysroots
         .get(platform)
-        .cloned()
-        .unwrap_or_else(|| toolchain.default_sysroot());
-    let meta = fs::metadata(&sysroot).with_path("open sysroot", &sysroot)?;
-    if !meta.is_dir() {
-        return Err(Error::msg(format!(
-            "open sysroot {}: not a directory",
-            sysroot.display()
-        )));
-    }
-    let sys = HostFs::new(&sysroot);
+        .or_else(|| recipe.sysroots.get(platform));
+    let (sys, _) = sysroot::open(toolchain, given.map(PathBuf::as_path))?;
     let host = HostFs::new("/");
-    let resolver = Resolver::new(&sys, &host, toolchain.loader_config());
-    Planner::new(recipe, &toolchain, &resolver).plan()
+    let resolver = Resolver::new(sys.as_ref(), &host, toolchain.loader_config());
+    Planner::new(recipe, platform, toolchain, &resolver).plan()
+}
+
+/// The embedded and `--toolchains` toolchains plus the recipe's own.
+pub fn toolchains_for(recipe: &Recipe, opts: &BuildOptions) -> Result<Toolchains> {
+    let mut t = opts.toolchains.clone();
+    for p in &recipe.toolchains {
+        t.add_path(p)
+            .context_with(|| format!("load toolchains named by {}", recipe.path.display()))?;
+    }
+    Ok(t)
 }
 
 fn build_platform(
     recipe: &Recipe,
     platform: &Platform,
     opts: &BuildOptions,
+    toolchains: &Toolchains,
     epoch: u64,
     layout: &mut LayoutWriter,
 ) -> Result<BuiltImage> {
-    let plan = plan_platform(recipe, platform, opts)?;
+    let plan = plan_platform(recipe, platform, opts, toolchains)?;
     let (files, bytes) = plan.file_stats();
 
     let (file, temp) = layout.temp_file()?;
@@ -221,6 +232,9 @@ fn build_platform(
 struct Staging {
     dir: PathBuf,
     output: PathBuf,
+    /// Parent directories this build created, outermost first: removed
+    /// again if the build fails.
+    created: Vec<PathBuf>,
     done: bool,
 }
 
@@ -269,6 +283,16 @@ impl Staging {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        let mut created = Vec::new();
+        let mut missing = Some(parent.as_path());
+        while let Some(p) = missing {
+            if p.as_os_str().is_empty() || p.exists() {
+                break;
+            }
+            created.push(p.to_path_buf());
+            missing = p.parent();
+        }
+        created.reverse();
         fs::create_dir_all(&parent).with_path("create directory", &parent)?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -279,6 +303,7 @@ impl Staging {
         Ok(Staging {
             dir,
             output: output.to_path_buf(),
+            created,
             done: false,
         })
     }
@@ -312,6 +337,9 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if !self.done {
             let _ = fs::remove_dir_all(&self.dir);
+            for d in self.created.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
         }
     }
 }

@@ -36,6 +36,29 @@ pub enum Command {
     Closure(ClosureArgs),
     /// Show an OCI image layout: platforms, digests, config and files.
     Inspect(InspectArgs),
+    /// Run an image's entrypoint in its own rootfs, without a container engine.
+    ///
+    /// The layer is unpacked to a temporary directory and the program runs
+    /// chrooted in it (in a new user namespace when not root); a foreign
+    /// platform's program runs under the toolchain's qemu-user binary inside
+    /// the rootfs, so nothing is taken from the host. The exit code and
+    /// output are the program's.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// An OCI image layout directory.
+    pub image: PathBuf,
+    /// Which platform's image [default: the host's, or the only one].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Add toolchain files (a .toml file or a directory of them).
+    #[arg(long, value_name = "PATH")]
+    pub toolchains: Vec<PathBuf>,
+    /// Arguments replacing the image's cmd (after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +75,10 @@ pub struct BuildArgs {
     /// Use DIR as the sysroot for PLATFORM (repeatable), e.g. linux/amd64=/srv/root.
     #[arg(long, value_name = "PLATFORM=DIR")]
     pub sysroot: Vec<String>,
+    /// Add toolchain files (a .toml file or a directory of them) to the
+    /// embedded ones; a platform defined again is replaced.
+    #[arg(long, value_name = "PATH")]
+    pub toolchains: Vec<PathBuf>,
     /// Print nothing but the digest.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -69,9 +96,14 @@ pub struct ClosureArgs {
     /// The platform whose loader to emulate [default: the host's].
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
-    /// Resolve inside this directory instead of the platform's default sysroot.
+    /// Resolve inside this directory instead of the platform's default
+    /// sysroot ("/" for the host; Debian's cross tree /usr/<triplet> plus the
+    /// host's multiarch /usr/lib/<triplet> for others).
     #[arg(long, value_name = "DIR")]
     pub sysroot: Option<PathBuf>,
+    /// Add toolchain files (a .toml file or a directory of them).
+    #[arg(long, value_name = "PATH")]
+    pub toolchains: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

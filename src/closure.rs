@@ -112,6 +112,9 @@ pub struct LoaderConfig {
     pub lib: String,
     /// What `$PLATFORM` expands to ("x86_64").
     pub platform: String,
+    /// A candidate needs `e_flags & flags_mask == flags` (arm float ABI).
+    pub flags_mask: u32,
+    pub flags: u32,
 }
 
 type Parsed = Result<Arc<ElfInfo>, String>;
@@ -477,7 +480,10 @@ impl<'a> Resolver<'a> {
         }
         let info = self.parse(side, &r.real).ok()?;
         if let Some((class, machine)) = want {
-            if info.class != class || info.machine != machine {
+            if info.class != class
+                || info.machine != machine
+                || info.flags & self.config.flags_mask != self.config.flags
+            {
                 return None;
             }
         }

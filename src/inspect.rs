@@ -8,9 +8,9 @@ use flate2::read::GzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, IoResultExt, Result};
+use crate::error::{Error, Result};
 use crate::layer::sha256_name;
-use crate::oci::{self, Descriptor, ImageConfigJson, Index, Manifest};
+use crate::oci::{self, Descriptor};
 
 /// One file of a layer.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -61,25 +61,11 @@ pub struct Report {
 
 /// Read and check every image in a layout.
 pub fn inspect(layout: &Path) -> Result<Vec<Report>> {
-    let fail = |m: String| Error::msg(format!("inspect {}: {m}", layout.display()));
-    let index_path = layout.join("index.json");
-    let bytes = std::fs::read(&index_path).with_path("read", &index_path)?;
-    let index: Index =
-        serde_json::from_slice(&bytes).map_err(|e| fail(format!("index.json: {e}")))?;
     let mut reports = Vec::new();
-    for top in &index.manifests {
+    for (top, found) in oci::images(layout)? {
         let mut images = Vec::new();
-        match top.media_type.as_str() {
-            oci::MEDIA_TYPE_MANIFEST => images.push(image(layout, top)?),
-            oci::MEDIA_TYPE_INDEX => {
-                let b = oci::read_blob(layout, &top.digest)?;
-                let inner: Index = serde_json::from_slice(&b)
-                    .map_err(|e| fail(format!("index {}: {e}", top.digest)))?;
-                for m in &inner.manifests {
-                    images.push(image(layout, m)?);
-                }
-            }
-            other => return Err(fail(format!("unsupported media type {other}"))),
+        for f in &found {
+            images.push(image(layout, f)?);
         }
         reports.push(Report {
             reference: top.annotations.get(oci::ANNOTATION_REF_NAME).cloned(),
@@ -91,20 +77,15 @@ pub fn inspect(layout: &Path) -> Result<Vec<Report>> {
     Ok(reports)
 }
 
-fn image(layout: &Path, desc: &Descriptor) -> Result<ImageReport> {
-    let fail = |m: String| Error::msg(format!("inspect manifest {}: {m}", desc.digest));
-    let b = oci::read_blob(layout, &desc.digest)?;
-    let manifest: Manifest = serde_json::from_slice(&b).map_err(|e| fail(e.to_string()))?;
-    let cb = oci::read_blob(layout, &manifest.config.digest)?;
-    let config: ImageConfigJson =
-        serde_json::from_slice(&cb).map_err(|e| fail(format!("config: {e}")))?;
+fn image(layout: &Path, f: &oci::FoundImage) -> Result<ImageReport> {
+    let fail = |m: String| Error::msg(format!("inspect manifest {}: {m}", f.descriptor.digest));
     let raw_config: serde_json::Value =
-        serde_json::from_slice(&cb).map_err(|e| fail(format!("config: {e}")))?;
-    if manifest.layers.len() != config.rootfs.diff_ids.len() {
+        serde_json::from_slice(&f.config_raw).map_err(|e| fail(format!("config: {e}")))?;
+    if f.manifest.layers.len() != f.config.rootfs.diff_ids.len() {
         return Err(fail("layer count differs from rootfs.diff_ids".into()));
     }
     let mut layers = Vec::new();
-    for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+    for (l, diff_id) in f.manifest.layers.iter().zip(&f.config.rootfs.diff_ids) {
         let (files, actual) = read_layer(layout, l)?;
         if &actual != diff_id {
             return Err(fail(format!(
@@ -120,34 +101,34 @@ fn image(layout: &Path, desc: &Descriptor) -> Result<ImageReport> {
             files,
         });
     }
-    let platform = desc
-        .platform
-        .as_ref()
-        .map(|p| p.display())
-        .unwrap_or_else(|| match &config.variant {
-            Some(v) => format!("{}/{}/{v}", config.os, config.architecture),
-            None => format!("{}/{}", config.os, config.architecture),
-        });
     Ok(ImageReport {
-        platform,
-        manifest: desc.digest.clone(),
-        config_digest: manifest.config.digest.clone(),
+        platform: f.platform.display(),
+        manifest: f.descriptor.digest.clone(),
+        config_digest: f.manifest.config.digest.clone(),
         config: raw_config,
         layers,
     })
 }
 
+/// A reader of a layer's uncompressed tar bytes.
+pub fn layer_reader(layout: &Path, l: &Descriptor) -> Result<Box<dyn Read>> {
+    let bytes = oci::read_blob(layout, &l.digest)?;
+    match l.media_type.as_str() {
+        crate::layer::MEDIA_TYPE_GZIP | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            Ok(Box::new(GzDecoder::new(std::io::Cursor::new(bytes))))
+        }
+        "application/vnd.oci.image.layer.v1.tar" => Ok(Box::new(std::io::Cursor::new(bytes))),
+        other => Err(Error::msg(format!(
+            "read layer {}: unsupported media type {other}",
+            l.digest
+        ))),
+    }
+}
+
 /// List a layer's entries and hash its uncompressed bytes.
 fn read_layer(layout: &Path, l: &Descriptor) -> Result<(Vec<FileEntry>, String)> {
-    let bytes = oci::read_blob(layout, &l.digest)?;
     let fail = |m: String| Error::msg(format!("read layer {}: {m}", l.digest));
-    let raw: Box<dyn Read> = match l.media_type.as_str() {
-        crate::layer::MEDIA_TYPE_GZIP | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
-            Box::new(GzDecoder::new(bytes.as_slice()))
-        }
-        "application/vnd.oci.image.layer.v1.tar" => Box::new(bytes.as_slice()),
-        other => return Err(fail(format!("unsupported media type {other}"))),
-    };
+    let raw = layer_reader(layout, l)?;
     let mut hashing = HashReader {
         inner: raw,
         hasher: Sha256::new(),

@@ -17,6 +17,7 @@ pub mod oci;
 pub mod plan;
 pub mod platform;
 pub mod recipe;
+pub mod run;
 pub mod sysroot;
 pub mod timefmt;
 pub mod toolchain;

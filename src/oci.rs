@@ -322,3 +322,78 @@ mod tests {
         assert!(!valid_digest(&digest_of(b"").to_uppercase()));
     }
 }
+
+/// One image found in a layout.
+#[derive(Clone, Debug)]
+pub struct FoundImage {
+    /// The top descriptor's ref name (tag), if any.
+    pub reference: Option<String>,
+    /// Its platform: from the descriptor, else from the config.
+    pub platform: OciPlatform,
+    pub descriptor: Descriptor,
+    pub manifest: Manifest,
+    pub config: ImageConfigJson,
+    /// The config blob exactly as stored.
+    pub config_raw: Vec<u8>,
+}
+
+/// Every image of a layout (through nested indexes), digests checked.
+pub fn images(layout: &Path) -> Result<Vec<(Descriptor, Vec<FoundImage>)>> {
+    let fail = |m: String| Error::msg(format!("read image layout {}: {m}", layout.display()));
+    let index_path = layout.join("index.json");
+    let bytes = fs::read(&index_path).with_path("read", &index_path)?;
+    let index: Index =
+        serde_json::from_slice(&bytes).map_err(|e| fail(format!("index.json: {e}")))?;
+    let mut out = Vec::new();
+    for top in &index.manifests {
+        let reference = top.annotations.get(ANNOTATION_REF_NAME).cloned();
+        let mut found = Vec::new();
+        collect(layout, top, &reference, &mut found, 0)?;
+        out.push((top.clone(), found));
+    }
+    Ok(out)
+}
+
+fn collect(
+    layout: &Path,
+    desc: &Descriptor,
+    reference: &Option<String>,
+    out: &mut Vec<FoundImage>,
+    depth: usize,
+) -> Result<()> {
+    let fail = |m: String| Error::msg(format!("read {} {}: {m}", desc.media_type, desc.digest));
+    if depth > 4 {
+        return Err(fail("indexes nested too deeply".into()));
+    }
+    let bytes = read_blob(layout, &desc.digest)?;
+    match desc.media_type.as_str() {
+        MEDIA_TYPE_INDEX => {
+            let index: Index = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
+            for m in &index.manifests {
+                collect(layout, m, reference, out, depth + 1)?;
+            }
+        }
+        MEDIA_TYPE_MANIFEST => {
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
+            let config_raw = read_blob(layout, &manifest.config.digest)?;
+            let config: ImageConfigJson =
+                serde_json::from_slice(&config_raw).map_err(|e| fail(format!("config: {e}")))?;
+            let platform = desc.platform.clone().unwrap_or_else(|| OciPlatform {
+                architecture: config.architecture.clone(),
+                os: config.os.clone(),
+                variant: config.variant.clone(),
+            });
+            out.push(FoundImage {
+                reference: reference.clone(),
+                platform,
+                descriptor: desc.clone(),
+                manifest,
+                config,
+                config_raw,
+            });
+        }
+        other => return Err(fail(format!("unsupported media type {other}"))),
+    }
+    Ok(())
+}

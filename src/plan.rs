@@ -13,7 +13,8 @@ use walkdir::WalkDir;
 use crate::closure::{Resolver, Root, Side};
 use crate::elf;
 use crate::error::{Error, IoResultExt, Result};
-use crate::recipe::{EntryKind, ImagePath, Recipe, Source};
+use crate::platform::Platform;
+use crate::recipe::{EntryKind, ImagePath, Recipe, Source, SrcSpec};
 use crate::sysroot::{self, Node};
 use crate::toolchain::Toolchain;
 
@@ -244,6 +245,7 @@ pub fn is_executable_content(path: &Path) -> Result<bool> {
 /// Builds one platform's plan from a recipe.
 pub struct Planner<'a> {
     pub recipe: &'a Recipe,
+    pub platform: &'a Platform,
     pub toolchain: &'a Toolchain,
     pub resolver: &'a Resolver<'a>,
     plan: Plan,
@@ -252,11 +254,13 @@ pub struct Planner<'a> {
 impl<'a> Planner<'a> {
     pub fn new(
         recipe: &'a Recipe,
+        platform: &'a Platform,
         toolchain: &'a Toolchain,
         resolver: &'a Resolver<'a>,
     ) -> Planner<'a> {
         Planner {
             recipe,
+            platform,
             toolchain,
             resolver,
             plan: Plan::default(),
@@ -381,7 +385,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Resolve a recipe source to (side, path in that side's tree, real host path of a regular file).
-    fn source(&self, src: &Source) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
+    fn source(&self, src: &SrcSpec) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
         let (side, path, host) = self.source_any(src)?;
         let r = sysroot::resolve(self.resolver.fs(side), &path)
             .map_err(|e| format!("read {}: {}", host.display(), crate::error::io_message(&e)))?;
@@ -392,12 +396,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn source_any(&self, src: &Source) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
+    fn source_any(&self, src: &SrcSpec) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
+        let src = src.resolve(self.platform, &self.toolchain.triplet, &self.recipe.base)?;
         let (side, path) = match src {
-            Source::Sysroot(p) => (Side::Sysroot, p.clone()),
+            Source::Sysroot(p) => (Side::Sysroot, p),
             Source::Host(p) => (
                 Side::Host,
-                std::path::absolute(p).map_err(|e| format!("resolve {}: {e}", p.display()))?,
+                std::path::absolute(&p).map_err(|e| format!("resolve {}: {e}", p.display()))?,
             ),
         };
         let host = self.resolver.fs(side).host_path(&path);

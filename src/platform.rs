@@ -66,10 +66,18 @@ impl FromStr for Platform {
                 "parse platform {s:?}: expected os/architecture[/variant], e.g. linux/amd64 or linux/arm/v7"
             )));
         }
+        // The OCI spec's normal forms: arm64 is v8 and arm is v7 unless a
+        // variant says otherwise (as containerd normalizes them).
+        let variant = match (parts[1], parts.get(2)) {
+            (_, Some(v)) => Some(v.to_string()),
+            ("arm64", None) => Some("v8".to_string()),
+            ("arm", None) => Some("v7".to_string()),
+            _ => None,
+        };
         Ok(Platform {
             os: parts[0].into(),
             architecture: parts[1].into(),
-            variant: parts.get(2).map(|v| v.to_string()),
+            variant,
         })
     }
 }
@@ -84,6 +92,14 @@ mod tests {
         assert_eq!(p.variant.as_deref(), Some("v7"));
         assert_eq!(p.to_string(), "linux/arm/v7");
         assert_eq!(p.slug(), "linux-arm-v7");
+        assert_eq!(
+            "linux/arm64".parse::<Platform>().unwrap().to_string(),
+            "linux/arm64/v8"
+        );
+        assert_eq!(
+            "linux/arm".parse::<Platform>().unwrap().to_string(),
+            "linux/arm/v7"
+        );
         assert!("linux".parse::<Platform>().is_err());
         assert!("linux//x".parse::<Platform>().is_err());
         assert!("Linux/AMD64".parse::<Platform>().is_err());

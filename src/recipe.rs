@@ -24,6 +24,10 @@ struct RawRecipe {
     epoch: Option<i64>,
     config: Option<RawConfig>,
     #[serde(default)]
+    sysroot: BTreeMap<String, String>,
+    #[serde(default)]
+    toolchains: Vec<String>,
+    #[serde(default)]
     binary: Vec<RawCopy>,
     #[serde(default)]
     file: Vec<RawCopy>,
@@ -53,7 +57,7 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCopy {
-    src: String,
+    src: RawSrc,
     dest: Option<String>,
     mode: Option<RawMode>,
 }
@@ -72,6 +76,26 @@ struct RawSymlink {
     target: String,
 }
 
+/// `src = "path"` or `src = { "linux/amd64" = "...", "linux/arm64" = "..." }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSrc {
+    One(String),
+    PerPlatform(BTreeMap<String, String>),
+}
+
+impl std::fmt::Display for RawSrc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawSrc::One(s) => f.write_str(s),
+            RawSrc::PerPlatform(m) => {
+                let v: Vec<&str> = m.values().map(String::as_str).collect();
+                write!(f, "{}", v.join(" | "))
+            }
+        }
+    }
+}
+
 /// `mode = "0755"` or `mode = 0o755`.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -87,12 +111,19 @@ enum RawMode {
 pub struct Recipe {
     /// The recipe file, for messages.
     pub path: PathBuf,
+    /// The directory relative sources are taken from.
+    pub base: PathBuf,
     pub name: String,
     pub tag: String,
     /// Sorted, without duplicates; never empty.
     pub platforms: Vec<Platform>,
     pub epoch: Option<u64>,
     pub config: ImageConfig,
+    /// `[sysroot]`: per-platform sysroot directories (relative ones joined
+    /// to the recipe's directory).
+    pub sysroots: BTreeMap<Platform, PathBuf>,
+    /// `toolchains = [...]`: extra toolchain files or directories.
+    pub toolchains: Vec<PathBuf>,
     /// In recipe order: binaries, files, trees, dirs, symlinks.
     pub entries: Vec<Entry>,
 }
@@ -110,7 +141,76 @@ pub struct ImageConfig {
     pub stop_signal: Option<String>,
 }
 
-/// Where an entry's source is.
+/// An entry's `src` as the recipe wrote it: one template, or one per
+/// platform. Templates may use `{os}`, `{arch}`, `{variant}` and `{triplet}`
+/// (the platform's Debian multiarch triplet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SrcSpec {
+    One(String),
+    PerPlatform(BTreeMap<Platform, String>),
+}
+
+/// The placeholders a `src` template may use.
+pub const PLACEHOLDERS: &[&str] = &["os", "arch", "variant", "triplet"];
+
+impl SrcSpec {
+    /// The source for one platform.
+    pub fn resolve(
+        &self,
+        platform: &Platform,
+        triplet: &str,
+        base: &Path,
+    ) -> std::result::Result<Source, String> {
+        let template = match self {
+            SrcSpec::One(t) => t,
+            SrcSpec::PerPlatform(m) => m
+                .get(platform)
+                .ok_or_else(|| format!("src has no entry for {platform}"))?,
+        };
+        let text = template
+            .replace("{os}", &platform.os)
+            .replace("{arch}", &platform.architecture)
+            .replace("{variant}", platform.variant.as_deref().unwrap_or(""))
+            .replace("{triplet}", triplet);
+        let p = Path::new(&text);
+        Ok(if p.is_absolute() {
+            Source::Sysroot(p.to_path_buf())
+        } else {
+            Source::Host(base.join(p))
+        })
+    }
+
+    fn templates(&self) -> Vec<&String> {
+        match self {
+            SrcSpec::One(t) => vec![t],
+            SrcSpec::PerPlatform(m) => m.values().collect(),
+        }
+    }
+}
+
+/// Check a template's `{...}` placeholders.
+fn check_template(t: &str) -> std::result::Result<(), String> {
+    if t.is_empty() || t.contains('\0') {
+        return Err("src must be a non-empty path without NUL bytes".into());
+    }
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("src {t:?}: unclosed '{{'"))?;
+        let name = &after[..end];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "src {t:?}: unknown placeholder {{{name}}} (known: {{os}}, {{arch}}, {{variant}}, {{triplet}})"
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+/// Where an entry's source is, for one platform.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// An absolute path, looked up inside the platform's sysroot.
@@ -138,17 +238,17 @@ pub struct Entry {
 #[derive(Clone, Debug)]
 pub enum EntryKind {
     Binary {
-        src: Source,
+        src: SrcSpec,
         dest: ImagePath,
         mode: Option<u32>,
     },
     File {
-        src: Source,
+        src: SrcSpec,
         dest: ImagePath,
         mode: Option<u32>,
     },
     Tree {
-        src: Source,
+        src: SrcSpec,
         dest: ImagePath,
     },
     Dir {
@@ -290,7 +390,7 @@ impl Recipe {
         for (i, b) in raw.binary.into_iter().enumerate() {
             let label = format!("[[binary]] #{} ({})", i + 1, b.src);
             let (src, dest) =
-                copy_paths(&b, &base, true).map_err(|m| fail(format!("{label}: {m}")))?;
+                copy_paths(&b, &platforms, true).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(b.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
             entries.push(Entry {
                 label,
@@ -300,7 +400,7 @@ impl Recipe {
         for (i, f) in raw.file.into_iter().enumerate() {
             let label = format!("[[file]] #{} ({})", i + 1, f.src);
             let (src, dest) =
-                copy_paths(&f, &base, false).map_err(|m| fail(format!("{label}: {m}")))?;
+                copy_paths(&f, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(f.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
             entries.push(Entry {
                 label,
@@ -315,7 +415,7 @@ impl Recipe {
                 )));
             }
             let (src, dest) =
-                copy_paths(&t, &base, false).map_err(|m| fail(format!("{label}: {m}")))?;
+                copy_paths(&t, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
             entries.push(Entry {
                 label,
                 kind: EntryKind::Tree { src, dest },
@@ -347,8 +447,23 @@ impl Recipe {
             });
         }
 
+        let mut sysroots = BTreeMap::new();
+        for (k, v) in raw.sysroot {
+            let p: Platform = k
+                .parse()
+                .map_err(|e: Error| fail(format!("[sysroot] {e}")))?;
+            if v.is_empty() {
+                return Err(fail(format!("[sysroot] {p}: empty path")));
+            }
+            sysroots.insert(p, base.join(v));
+        }
+        let toolchains = raw.toolchains.iter().map(|t| base.join(t)).collect();
+
         Ok(Recipe {
             path: path.to_path_buf(),
+            base,
+            sysroots,
+            toolchains,
             name: raw.name,
             tag,
             platforms,
@@ -403,29 +518,59 @@ fn check_tag(tag: &str) -> std::result::Result<(), String> {
 
 fn copy_paths(
     c: &RawCopy,
-    base: &Path,
+    platforms: &[Platform],
     binary: bool,
-) -> std::result::Result<(Source, ImagePath), String> {
-    if c.src.is_empty() || c.src.contains('\0') {
-        return Err("src must be a non-empty path without NUL bytes".into());
-    }
-    let src_path = Path::new(&c.src);
-    let src = if src_path.is_absolute() {
-        Source::Sysroot(src_path.to_path_buf())
-    } else {
-        Source::Host(base.join(src_path))
-    };
-    let dest = match (&c.dest, &src) {
-        (Some(d), _) => d.clone(),
-        (None, Source::Sysroot(p)) => p.to_string_lossy().into_owned(),
-        (None, Source::Host(p)) if binary => {
-            let name = p.file_name().ok_or("src has no file name")?;
-            format!("/usr/bin/{}", name.to_string_lossy())
+) -> std::result::Result<(SrcSpec, ImagePath), String> {
+    let spec = match &c.src {
+        RawSrc::One(t) => SrcSpec::One(t.clone()),
+        RawSrc::PerPlatform(m) => {
+            let mut by = BTreeMap::new();
+            for (k, v) in m {
+                let p: Platform = k.parse().map_err(|e: Error| e.to_string())?;
+                if !platforms.contains(&p) {
+                    return Err(format!("src names {p}, which is not in platforms"));
+                }
+                by.insert(p, v.clone());
+            }
+            if let Some(p) = platforms.iter().find(|p| !by.contains_key(*p)) {
+                return Err(format!("src has no entry for {p}"));
+            }
+            SrcSpec::PerPlatform(by)
         }
-        (None, Source::Host(_)) => return Err("dest is required when src is relative".into()),
+    };
+    for t in spec.templates() {
+        check_template(t)?;
+    }
+    let dest = match &c.dest {
+        Some(d) => d.clone(),
+        None => {
+            let templates = spec.templates();
+            let first = templates[0];
+            let same = templates.iter().all(|t| t == &first);
+            let plain = !first.contains('{');
+            let name = Path::new(first.as_str())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| !n.contains('{'));
+            let same_name = templates.iter().all(|t| {
+                Path::new(t.as_str())
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    == name
+            });
+            if first.starts_with('/') && same && plain {
+                first.clone()
+            } else if binary && name.is_some() && same_name {
+                format!("/usr/bin/{}", name.unwrap_or_default())
+            } else {
+                return Err(
+                    "dest is required when src is relative, per platform or a template".into(),
+                );
+            }
+        }
     };
     let dest = ImagePath::new(&dest).map_err(|m| format!("dest {m}"))?;
-    Ok((src, dest))
+    Ok((spec, dest))
 }
 
 fn parse_mode(m: Option<&RawMode>) -> std::result::Result<Option<u32>, String> {
@@ -519,7 +664,11 @@ mod tests {
         assert_eq!(r.config.env, vec![DEFAULT_PATH.to_string()]);
         match &r.entries[1].kind {
             EntryKind::Binary { src, dest, .. } => {
-                assert_eq!(src, &Source::Host(PathBuf::from("dir/out/app")));
+                let host = Platform::host();
+                assert_eq!(
+                    src.resolve(&host, "t", &r.base).unwrap(),
+                    Source::Host(PathBuf::from("dir/out/app"))
+                );
                 assert_eq!(dest.as_str(), "/usr/bin/app");
             }
             _ => panic!(),

@@ -301,6 +301,158 @@ pub fn relative(from: &Path, to: &Path) -> PathBuf {
     out
 }
 
+/// Layers of trees seen as one: the first layer that has a path wins; a
+/// layer may be limited to some subtrees (and the directories leading to
+/// them). Used for a foreign platform's default sysroot: Debian's cross tree
+/// (`/usr/<triplet>`) over the host's multiarch directories
+/// (`/usr/lib/<triplet>`, from `dpkg --add-architecture`).
+pub struct UnionFs {
+    layers: Vec<(HostFs, Option<Vec<PathBuf>>)>,
+}
+
+impl UnionFs {
+    pub fn new() -> UnionFs {
+        UnionFs { layers: Vec::new() }
+    }
+
+    /// Add a layer; `only` limits it to those subtrees.
+    pub fn layer(mut self, fs: HostFs, only: Option<Vec<PathBuf>>) -> UnionFs {
+        self.layers.push((fs, only));
+        self
+    }
+
+    fn visible(only: &Option<Vec<PathBuf>>, path: &Path) -> bool {
+        match only {
+            None => true,
+            Some(prefixes) => prefixes
+                .iter()
+                .any(|p| path.starts_with(p) || p.starts_with(path)),
+        }
+    }
+
+    fn first<T>(&self, path: &Path, f: impl Fn(&HostFs) -> io::Result<T>) -> io::Result<T> {
+        let mut last = io::Error::from(io::ErrorKind::NotFound);
+        for (fs, only) in &self.layers {
+            if !Self::visible(only, path) {
+                continue;
+            }
+            match f(fs) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+}
+
+impl Default for UnionFs {
+    fn default() -> Self {
+        UnionFs::new()
+    }
+}
+
+impl Fs for UnionFs {
+    fn lstat(&self, path: &Path) -> io::Result<Node> {
+        self.first(path, |fs| fs.lstat(path))
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        self.first(path, |fs| {
+            fs.lstat(path)?;
+            fs.read_link(path)
+        })
+    }
+
+    fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+        self.first(path, |fs| fs.read(path, limit))
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut found = false;
+        for (fs, only) in &self.layers {
+            if !Self::visible(only, path) {
+                continue;
+            }
+            if let Ok(v) = fs.read_dir(path) {
+                found = true;
+                for n in v {
+                    if Self::visible(only, &path.join(&n)) {
+                        names.insert(n);
+                    }
+                }
+            }
+        }
+        if found {
+            Ok(names.into_iter().collect())
+        } else {
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        }
+    }
+
+    fn host_path(&self, path: &Path) -> PathBuf {
+        for (fs, only) in &self.layers {
+            if Self::visible(only, path) && fs.lstat(path).is_ok() {
+                return fs.host_path(path);
+            }
+        }
+        self.layers
+            .first()
+            .map(|(fs, _)| fs.host_path(path))
+            .unwrap_or_else(|| path.to_path_buf())
+    }
+}
+
+/// Open the sysroot for a platform: the directory given, else "/" for the
+/// host's own platform, else Debian's cross tree over the host's multiarch
+/// directories for that platform.
+pub fn open(
+    toolchain: &crate::toolchain::Toolchain,
+    given: Option<&Path>,
+) -> crate::error::Result<(Box<dyn Fs>, String)> {
+    use crate::error::Error;
+    if let Some(dir) = given {
+        let m = std::fs::metadata(dir).map_err(|e| Error::io("open sysroot", dir, e))?;
+        if !m.is_dir() {
+            return Err(Error::msg(format!(
+                "open sysroot {}: not a directory",
+                dir.display()
+            )));
+        }
+        return Ok((Box::new(HostFs::new(dir)), dir.display().to_string()));
+    }
+    if toolchain.is_host() {
+        return Ok((Box::new(HostFs::new("/")), "/".into()));
+    }
+    let multiarch = vec![
+        PathBuf::from(format!("/lib/{}", toolchain.triplet)),
+        PathBuf::from(format!("/usr/lib/{}", toolchain.triplet)),
+    ];
+    let cross = &toolchain.cross_sysroot;
+    let have_cross = cross.is_dir();
+    let have_multiarch = multiarch.iter().any(|d| d.is_dir());
+    if !have_cross && !have_multiarch {
+        return Err(Error::msg(format!(
+            "open sysroot for {}: neither {} (Debian's libc6-dev-<arch>-cross) nor /usr/lib/{} \
+             (dpkg --add-architecture) exists; install one or pass --sysroot {}=DIR",
+            toolchain.platform,
+            cross.display(),
+            toolchain.triplet,
+            toolchain.platform
+        )));
+    }
+    let union = UnionFs::new()
+        .layer(HostFs::new(cross), None)
+        .layer(HostFs::new("/"), Some(multiarch));
+    let name = format!(
+        "{} + /usr/lib/{} (multiarch)",
+        cross.display(),
+        toolchain.triplet
+    );
+    Ok((Box::new(union), name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,8 @@ fn config() -> LoaderConfig {
         .collect(),
         lib: "lib/x86_64-linux-gnu".into(),
         platform: "x86_64".into(),
+        flags_mask: 0,
+        flags: 0,
     }
 }
 
