@@ -18,6 +18,13 @@ needs=(
   gzip:gzip
   ldd:libc-bin
   uidmap:uidmap
+  aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu
+  arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf
+  riscv64-linux-gnu-gcc:gcc-riscv64-linux-gnu
+  i686-linux-gnu-gcc:gcc-i686-linux-gnu
+  qemu-aarch64-static:qemu-user-static
+  docker-registry:docker-registry
+  readelf:binutils
 )
 missing=()
 for pair in "${needs[@]}"; do

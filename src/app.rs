@@ -211,6 +211,7 @@ fn cmd_run(a: RunArgs) -> Result<i32> {
     let opts = crate::run::RunOptions {
         platform: a.platform.as_deref().map(str::parse).transpose()?,
         args: (!a.args.is_empty()).then_some(a.args),
+        entrypoint: a.entrypoint,
     };
     crate::run::run(&a.image, &opts, &load_toolchains(&a.toolchains)?)
 }

@@ -140,10 +140,18 @@ pub fn plan_platform(
         .sysroots
         .get(platform)
         .or_else(|| recipe.sysroots.get(platform));
-    let (sys, _) = sysroot::open(toolchain, given.map(PathBuf::as_path))?;
+    // A platform without a sysroot can still take static binaries; the
+    // reason there is none is given if a lookup needs one.
+    let (sys, description): (Box<dyn sysroot::Fs>, String) =
+        match sysroot::open(toolchain, given.map(PathBuf::as_path)) {
+            Ok((fs, name)) => (fs, format!("sysroot {name}")),
+            Err(e) => (Box::new(sysroot::MemFs::new()), format!("no sysroot ({e})")),
+        };
     let host = HostFs::new("/");
     let resolver = Resolver::new(sys.as_ref(), &host, toolchain.loader_config());
-    Planner::new(recipe, platform, toolchain, &resolver).plan()
+    Planner::new(recipe, platform, toolchain, &resolver)
+        .with_sysroot(description)
+        .plan()
 }
 
 /// The embedded and `--toolchains` toolchains plus the recipe's own.

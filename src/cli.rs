@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Add toolchain files (a .toml file or a directory of them).
     #[arg(long, value_name = "PATH")]
     pub toolchains: Vec<PathBuf>,
+    /// Run this program instead of the image's entrypoint (the cmd is then
+    /// dropped unless arguments are given).
+    #[arg(long, value_name = "PATH")]
+    pub entrypoint: Option<String>,
     /// Arguments replacing the image's cmd (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,

@@ -507,13 +507,17 @@ fn io_cause(e: &io::Error) -> String {
 pub fn ld_so_conf_dirs(fs: &dyn Fs) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     let mut seen_files = Vec::new();
-    read_conf(
-        fs,
-        Path::new("/etc/ld.so.conf"),
-        &mut dirs,
-        &mut seen_files,
-        0,
-    );
+    let conf = Path::new("/etc/ld.so.conf");
+    if sysroot::resolve(fs, conf).is_ok() {
+        read_conf(fs, conf, &mut dirs, &mut seen_files, 0);
+    } else {
+        // A sysroot extracted from packages (dpkg -x) has the snippets of
+        // /etc/ld.so.conf.d but not the file base-files would install, whose
+        // whole content is this include.
+        for f in glob(fs, Path::new("/etc/ld.so.conf.d/*.conf")) {
+            read_conf(fs, &f, &mut dirs, &mut seen_files, 1);
+        }
+    }
     let mut unique: Vec<PathBuf> = Vec::new();
     for d in dirs {
         if !unique.contains(&d) {

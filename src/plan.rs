@@ -248,6 +248,8 @@ pub struct Planner<'a> {
     pub platform: &'a Platform,
     pub toolchain: &'a Toolchain,
     pub resolver: &'a Resolver<'a>,
+    /// Where the sysroot came from, or why there is none, for messages.
+    pub sysroot: String,
     plan: Plan,
 }
 
@@ -259,12 +261,19 @@ impl<'a> Planner<'a> {
         resolver: &'a Resolver<'a>,
     ) -> Planner<'a> {
         Planner {
+            sysroot: String::new(),
             recipe,
             platform,
             toolchain,
             resolver,
             plan: Plan::default(),
         }
+    }
+
+    /// Name the sysroot (or say why there is none) in messages about it.
+    pub fn with_sysroot(mut self, description: String) -> Planner<'a> {
+        self.sysroot = description;
+        self
     }
 
     /// Lay out every entry. Libraries and interpreters come first, so that
@@ -314,8 +323,22 @@ impl<'a> Planner<'a> {
                     self.collect(&entry.label, side, &path, dest, &mut deps)?;
                 }
                 EntryKind::File { src, dest, mode } => {
-                    let (_, _, host) = self.source(src).map_err(fail)?;
+                    let (side, path, host) = self.source(src).map_err(fail)?;
                     let size = file_size(&host).map_err(fail)?;
+                    // Any ELF object in the image must be the platform's.
+                    if is_elf_file(&host)? {
+                        let real = self.real(side, &path).map_err(fail)?;
+                        if let Ok(info) = self.resolver.parse(side, &real) {
+                            if matches!(
+                                info.kind,
+                                elf::ElfKind::Executable | elf::ElfKind::SharedObject
+                            ) {
+                                self.toolchain
+                                    .check(&info)
+                                    .map_err(|m| fail(format!("{} {m}", host.display())))?;
+                            }
+                        }
+                    }
                     let mode = match mode {
                         Some(m) => *m,
                         None => default_mode(&host)?,
@@ -387,8 +410,17 @@ impl<'a> Planner<'a> {
     /// Resolve a recipe source to (side, path in that side's tree, real host path of a regular file).
     fn source(&self, src: &SrcSpec) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
         let (side, path, host) = self.source_any(src)?;
-        let r = sysroot::resolve(self.resolver.fs(side), &path)
-            .map_err(|e| format!("read {}: {}", host.display(), crate::error::io_message(&e)))?;
+        let r = sysroot::resolve(self.resolver.fs(side), &path).map_err(|e| {
+            let where_ = match side {
+                Side::Sysroot => format!(" ({} in {})", path.display(), self.sysroot),
+                Side::Host => String::new(),
+            };
+            format!(
+                "read {}: {}{where_}",
+                host.display(),
+                crate::error::io_message(&e)
+            )
+        })?;
         match r.node {
             Node::File { .. } => Ok((side, path, self.resolver.fs(side).host_path(&r.real))),
             Node::Dir => Err(format!("{} is a directory (use [[tree]])", host.display())),
@@ -435,10 +467,11 @@ impl<'a> Planner<'a> {
             .map_err(|m| Error::msg(format!("{label}: analyze {}: {m}", path.display())))?;
         if let Some(m) = closure.missing.first() {
             return Err(Error::msg(format!(
-                "{label}: resolve {} needed by {}: not found in the sysroot for {}",
+                "{label}: resolve {} needed by {}: not found for {} in {}",
                 m.name,
                 m.needed_by.display(),
-                self.toolchain.platform
+                self.toolchain.platform,
+                self.sysroot
             )));
         }
         for dep in closure.interpreter.iter().chain(&closure.libraries) {
@@ -619,6 +652,13 @@ impl<'a> Planner<'a> {
         }
         Ok(())
     }
+}
+
+fn is_elf_file(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 4];
+    let mut f = fs::File::open(path).with_path("open", path)?;
+    let n = read_full(&mut f, &mut head).with_path("read", path)?;
+    Ok(elf::is_elf(&head[..n]))
 }
 
 fn is_script(path: &Path) -> Result<bool> {

@@ -29,6 +29,9 @@ pub struct RunOptions {
     pub platform: Option<Platform>,
     /// Replace the image's `cmd`.
     pub args: Option<Vec<String>>,
+    /// Replace the image's `entrypoint` (and drop its `cmd`), like
+    /// `podman run --entrypoint`.
+    pub entrypoint: Option<String>,
 }
 
 /// Run the image at `layout`; the result is the program's exit code.
@@ -49,10 +52,14 @@ pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<
     }
 
     let c = &image.config.config;
-    let mut argv: Vec<String> = c.entrypoint.clone().unwrap_or_default();
-    match &opts.args {
-        Some(a) => argv.extend(a.iter().cloned()),
-        None => argv.extend(c.cmd.clone().unwrap_or_default()),
+    let mut argv: Vec<String> = match &opts.entrypoint {
+        Some(e) => vec![e.clone()],
+        None => c.entrypoint.clone().unwrap_or_default(),
+    };
+    match (&opts.args, &opts.entrypoint) {
+        (Some(a), _) => argv.extend(a.iter().cloned()),
+        (None, None) => argv.extend(c.cmd.clone().unwrap_or_default()),
+        (None, Some(_)) => {}
     }
     if argv.is_empty() {
         return Err(Error::msg(format!(

@@ -145,7 +145,7 @@ impl MemFs {
     fn get(&self, path: &Path) -> io::Result<&MemNode> {
         self.nodes
             .get(path)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file or directory"))
     }
 }
 
