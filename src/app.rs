@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::build::{self, BuildOptions};
-use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs, RunArgs};
+use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs, PushArgs, RunArgs};
 use crate::closure::{Closure, Resolver, Root, Side};
 use crate::error::{Error, Result};
 use crate::inspect;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
+use crate::sink;
 use crate::sysroot::{self, HostFs};
 use crate::toolchain::Toolchains;
 
@@ -24,6 +25,7 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result
         Command::Closure(a) => cmd_closure(a, out, err),
         Command::Inspect(a) => cmd_inspect(a, out),
         Command::Run(a) => cmd_run(a),
+        Command::Push(a) => cmd_push(a, out, err),
     }
 }
 
@@ -47,8 +49,28 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
             .map_err(|e: Error| Error::msg(format!("parse --sysroot {s:?}: {e}")))?;
         sysroots.insert(platform, PathBuf::from(dir));
     }
+    // Only sinks other than the layout asked for: build into a temporary
+    // directory rather than leaving out/<name> behind.
+    // Parse references before building: a typo should not cost a build.
+    let refs = parse_refs(&a.push)?;
+    let scratch = if a.output.is_none()
+        && (a.oci_archive.is_some() || a.docker_archive.is_some() || !refs.is_empty())
+    {
+        Some(
+            tempfile::Builder::new()
+                .prefix("bareroot-build-")
+                .tempdir()
+                .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?,
+        )
+    } else {
+        None
+    };
+    let output = match &scratch {
+        Some(t) => Some(t.path().join("layout")),
+        None => a.output.clone(),
+    };
     let opts = BuildOptions {
-        output: a.output,
+        output,
         epoch: a.epoch,
         source_date_epoch: std::env::var_os("SOURCE_DATE_EPOCH")
             .map(|v| v.to_string_lossy().into_owned()),
@@ -56,7 +78,42 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
         toolchains: load_toolchains(&a.toolchains)?,
     };
     let result = build::build(&recipe, &opts)?;
-    if !a.quiet {
+    if let Some(f) = &a.oci_archive {
+        sink::archive::write_oci_archive(&result.output, f, result.epoch)?;
+        if !a.quiet {
+            let _ = writeln!(err, "wrote oci-archive {}", f.display());
+        }
+    }
+    if let Some(f) = &a.docker_archive {
+        let want = a
+            .platform
+            .as_deref()
+            .map(str::parse::<Platform>)
+            .transpose()?;
+        let image = crate::run::choose(&result.output, want.as_ref())?;
+        let repo_tag = format!("{}:{}", recipe.name, recipe.tag);
+        sink::archive::write_docker_archive(&result.output, &image, &repo_tag, f, result.epoch)?;
+        if !a.quiet {
+            let _ = writeln!(
+                err,
+                "wrote docker-archive {} ({})",
+                f.display(),
+                image.platform.display()
+            );
+        }
+    }
+    if !refs.is_empty() {
+        let opts = sink::registry::PushOptions {
+            insecure: a.insecure_registry.clone(),
+            quiet: a.quiet,
+            chunk_size: a.chunk_size,
+        };
+        let reports = sink::registry::push(&result.output, &refs, &opts)?;
+        if !a.quiet {
+            report_pushes(err, &reports);
+        }
+    }
+    if !a.quiet && scratch.is_none() {
         for i in &result.images {
             let _ = writeln!(
                 err,
@@ -214,4 +271,40 @@ fn cmd_run(a: RunArgs) -> Result<i32> {
         entrypoint: a.entrypoint,
     };
     crate::run::run(&a.image, &opts, &load_toolchains(&a.toolchains)?)
+}
+
+fn parse_refs(refs: &[String]) -> Result<Vec<sink::registry::Reference>> {
+    refs.iter().map(|r| r.parse()).collect()
+}
+
+fn report_pushes(err: &mut dyn Write, reports: &[sink::registry::PushReport]) {
+    for r in reports {
+        let _ = writeln!(
+            err,
+            "pushed {}@{}: {} blobs uploaded ({} bytes), {} already present, {} mounted",
+            r.reference,
+            r.digest,
+            r.blobs_uploaded,
+            r.bytes_uploaded,
+            r.blobs_present,
+            r.blobs_mounted
+        );
+    }
+}
+
+fn cmd_push(a: PushArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+    let refs = parse_refs(&a.refs)?;
+    let opts = sink::registry::PushOptions {
+        insecure: a.insecure_registry,
+        quiet: a.quiet,
+        chunk_size: a.chunk_size,
+    };
+    let reports = sink::registry::push(&a.image, &refs, &opts)?;
+    if !a.quiet {
+        report_pushes(err, &reports);
+    }
+    if let Some(r) = reports.first() {
+        write_out(out, &format!("{}\n", r.digest))?;
+    }
+    Ok(0)
 }

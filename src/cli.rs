@@ -44,6 +44,30 @@ pub enum Command {
     /// the rootfs, so nothing is taken from the host. The exit code and
     /// output are the program's.
     Run(RunArgs),
+    /// Push an OCI image layout to a registry, as one or more references.
+    ///
+    /// Blobs the registry already has are skipped, so an interrupted push
+    /// run again sends only what is missing. Credentials come from
+    /// REGISTRY_AUTH_FILE, the containers auth.json or Docker's config.json.
+    Push(PushArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// An OCI image layout directory (as `bareroot build` writes).
+    pub image: PathBuf,
+    /// Where to: REGISTRY/REPOSITORY[:TAG] (repeatable).
+    #[arg(required = true, value_name = "REF")]
+    pub refs: Vec<String>,
+    /// Allow plain HTTP to this registry (host[:port]). Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Upload blobs larger than this many bytes in chunks of it.
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
+    pub chunk_size: u64,
+    /// No progress bars or summary.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -69,9 +93,31 @@ pub struct RunArgs {
 pub struct BuildArgs {
     /// The recipe (TOML).
     pub recipe: PathBuf,
-    /// Where to write the OCI image layout [default: out/<name>].
+    /// Where to write the OCI image layout [default: out/<name>, or only a
+    /// temporary directory when an archive or a push is asked for].
     #[arg(long, short = 'o', value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// Also write the layout as one deterministic tar (oci-archive).
+    #[arg(long, value_name = "FILE")]
+    pub oci_archive: Option<PathBuf>,
+    /// Also write a `docker save` archive (for `docker load` / `podman
+    /// load`) of the host platform's image, or the one --platform names.
+    #[arg(long, value_name = "FILE")]
+    pub docker_archive: Option<PathBuf>,
+    /// The platform --docker-archive takes from a multi-platform image.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Push the image to a registry as REF (repeatable: several tags or
+    /// repositories), e.g. 127.0.0.1:5000/team/app:1.0.
+    #[arg(long, value_name = "REF")]
+    pub push: Vec<String>,
+    /// Allow plain HTTP to this registry (host[:port]); loopback registries
+    /// always may. Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Upload blobs larger than this many bytes in chunks of it (--push).
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
+    pub chunk_size: u64,
     /// Timestamp for every file and for `created`, in seconds since 1970.
     /// Overrides SOURCE_DATE_EPOCH, which overrides the recipe's `epoch`.
     #[arg(long, value_name = "SECONDS")]

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod platform;
 pub mod recipe;
 pub mod run;
+pub mod sink;
 pub mod sysroot;
 pub mod timefmt;
 pub mod toolchain;

@@ -122,8 +122,9 @@ pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-/// Pick the image to run.
-fn choose(layout: &Path, want: Option<&Platform>) -> Result<FoundImage> {
+/// Pick one image of a layout: the one for `want`, else the host's, else
+/// the only one.
+pub fn choose(layout: &Path, want: Option<&Platform>) -> Result<FoundImage> {
     let all: Vec<FoundImage> = oci::images(layout)?
         .into_iter()
         .flat_map(|(_, imgs)| imgs)

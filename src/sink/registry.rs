@@ -1,0 +1,1145 @@
+//! Registry push, per the OCI distribution spec: blobs first (HEAD to skip
+//! what the registry has; a cross-repository mount when this push already
+//! sent the blob to another repository of the same registry; else POST and a
+//! monolithic PUT, or chunked PATCHes for large blobs or when the registry
+//! asks), then each platform manifest and the index by digest, tags last.
+//!
+//! Auth: anonymous, HTTP basic, and the token flow of a `Bearer` challenge,
+//! with credentials from the containers auth file or Docker's config
+//! (`auths`, `credHelpers`, `credsStore`). A token that expires mid-push is
+//! renewed. Tokens and passwords never appear in messages.
+//!
+//! Transport: TLS (rustls, the platform's roots) by default; plain HTTP only
+//! for loopback registries or with `--insecure-registry HOST`. Connection
+//! errors, 408, 429 and 5xx are retried with backoff, existence checks too.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{IsTerminal, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::oci::{self, Descriptor, Index, Manifest};
+
+/// Blobs up to this size go up in one PUT; larger ones in chunks of it.
+pub const CHUNK_SIZE: u64 = 32 << 20;
+
+/// How many times one request is tried before the push fails.
+const ATTEMPTS: u32 = 5;
+
+/// `registry/repository[:tag][@digest]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// "host[:port]".
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl FromStr for Reference {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Reference> {
+        let bad = |m: &str| Error::msg(format!("parse image reference {s:?}: {m}"));
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) if oci::valid_digest(d) => (r, Some(d.to_string())),
+            Some(_) => return Err(bad("the digest must be sha256:<64 hex digits>")),
+            None => (s, None),
+        };
+        if rest.is_empty() {
+            return Err(bad(
+                "expected [REGISTRY/]REPOSITORY[:TAG], e.g. 127.0.0.1:5000/team/app:1.0",
+            ));
+        }
+        let (first, path) = rest.split_once('/').unwrap_or(("", rest));
+        let is_host = first.contains('.') || first.contains(':') || first == "localhost";
+        let (registry, path) = if is_host {
+            (first.to_string(), path.to_string())
+        } else {
+            ("docker.io".to_string(), rest.to_string())
+        };
+        let (repository, tag) = match path.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r.to_string(), Some(t.to_string())),
+            _ => (path, None),
+        };
+        let repository = if registry == "docker.io" && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        let component_ok = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        };
+        if !repository.split('/').all(component_ok) {
+            return Err(bad(
+                "the repository must be lowercase letters, digits and . _ - separated by /",
+            ));
+        }
+        if let Some(t) = &tag {
+            let b = t.as_bytes();
+            let ok = !b.is_empty()
+                && b.len() <= 128
+                && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c));
+            if !ok {
+                return Err(bad("the tag must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}"));
+            }
+        }
+        if tag.is_none() && digest.is_none() {
+            return Ok(Reference {
+                registry,
+                repository,
+                tag: Some("latest".into()),
+                digest,
+            });
+        }
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How to push.
+#[derive(Clone, Debug, Default)]
+pub struct PushOptions {
+    /// Registries ("host[:port]") that may be spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    /// No progress bars.
+    pub quiet: bool,
+    /// Blobs larger than this go up in chunks of this size; 0 means
+    /// [`CHUNK_SIZE`].
+    pub chunk_size: u64,
+}
+
+/// What a push did, per reference.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushReport {
+    pub reference: String,
+    pub digest: String,
+    pub blobs_uploaded: usize,
+    pub bytes_uploaded: u64,
+    pub blobs_present: usize,
+    pub blobs_mounted: usize,
+}
+
+/// One blob or manifest of the image, in push order.
+struct Content {
+    descriptor: Descriptor,
+    path: PathBuf,
+}
+
+/// The image at the top of a layout, as push order: blobs, then platform
+/// manifests, then the index (the top itself last).
+struct Image {
+    blobs: Vec<Content>,
+    manifests: Vec<Content>,
+    top: Content,
+}
+
+fn read_image(layout: &Path) -> Result<Image> {
+    let fail = |m: String| Error::msg(format!("read image layout {}: {m}", layout.display()));
+    let index_path = layout.join("index.json");
+    let bytes = std::fs::read(&index_path).with_path("read", &index_path)?;
+    let index: Index =
+        serde_json::from_slice(&bytes).map_err(|e| fail(format!("index.json: {e}")))?;
+    let top = match index.manifests.as_slice() {
+        [one] => one.clone(),
+        [] => return Err(fail("index.json lists no image".into())),
+        _ => {
+            return Err(fail(
+                "index.json lists several images; push one layout per image".into(),
+            ))
+        }
+    };
+    let content = |d: &Descriptor| -> Result<Content> {
+        if !oci::valid_digest(&d.digest) {
+            return Err(fail(format!("invalid digest {:?}", d.digest)));
+        }
+        Ok(Content {
+            descriptor: d.clone(),
+            path: layout.join("blobs/sha256").join(&d.digest[7..]),
+        })
+    };
+    let mut blobs: Vec<Content> = Vec::new();
+    let mut manifests = Vec::new();
+    let add_manifest = |d: &Descriptor, blobs: &mut Vec<Content>| -> Result<()> {
+        let m: Manifest = serde_json::from_slice(&oci::read_blob(layout, &d.digest)?)
+            .map_err(|e| fail(format!("manifest {}: {e}", d.digest)))?;
+        for b in std::iter::once(&m.config).chain(&m.layers) {
+            if !blobs.iter().any(|x| x.descriptor.digest == b.digest) {
+                blobs.push(content(b)?);
+            }
+        }
+        Ok(())
+    };
+    match top.media_type.as_str() {
+        oci::MEDIA_TYPE_MANIFEST => add_manifest(&top, &mut blobs)?,
+        oci::MEDIA_TYPE_INDEX => {
+            let inner: Index = serde_json::from_slice(&oci::read_blob(layout, &top.digest)?)
+                .map_err(|e| fail(format!("index {}: {e}", top.digest)))?;
+            for m in &inner.manifests {
+                if m.media_type != oci::MEDIA_TYPE_MANIFEST {
+                    return Err(fail(format!(
+                        "unsupported nested media type {}",
+                        m.media_type
+                    )));
+                }
+                add_manifest(m, &mut blobs)?;
+                manifests.push(content(m)?);
+            }
+        }
+        other => return Err(fail(format!("unsupported media type {other}"))),
+    }
+    Ok(Image {
+        blobs,
+        manifests,
+        top: content(&top)?,
+    })
+}
+
+/// Push the image of `layout` to every reference; references to the same
+/// repository share one upload, and blobs already sent to another
+/// repository of the same registry are mounted rather than sent again.
+pub fn push(layout: &Path, refs: &[Reference], opts: &PushOptions) -> Result<Vec<PushReport>> {
+    let image = read_image(layout)?;
+    let mut by_repo: BTreeMap<(String, String), Vec<&Reference>> = BTreeMap::new();
+    for r in refs {
+        by_repo
+            .entry((r.registry.clone(), r.repository.clone()))
+            .or_default()
+            .push(r);
+    }
+    let mut reports = Vec::new();
+    // registry → repositories this run already holds every blob in.
+    let mut pushed_to: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((registry, repository), group) in by_repo {
+        let mut client = Client::new(&registry, &repository, opts)?;
+        let mount_from = pushed_to.get(&registry).and_then(|v| v.first().cloned());
+        let mut report = PushReport {
+            digest: image.top.descriptor.digest.clone(),
+            ..Default::default()
+        };
+        for blob in &image.blobs {
+            client
+                .push_blob(blob, mount_from.as_deref(), &mut report)
+                .map_err(|e| e.context(format!("push {registry}/{repository}")))?;
+        }
+        for m in image.manifests.iter().chain(std::iter::once(&image.top)) {
+            client
+                .put_manifest(m, &m.descriptor.digest)
+                .map_err(|e| e.context(format!("push {registry}/{repository}")))?;
+        }
+        for r in &group {
+            if let Some(tag) = &r.tag {
+                client
+                    .put_manifest(&image.top, tag)
+                    .map_err(|e| e.context(format!("push {r}")))?;
+            }
+            if let Some(d) = &r.digest {
+                if d != &image.top.descriptor.digest {
+                    return Err(Error::msg(format!(
+                        "push {r}: the image's digest is {}, not {d}",
+                        image.top.descriptor.digest
+                    )));
+                }
+            }
+        }
+        pushed_to
+            .entry(registry.clone())
+            .or_default()
+            .push(repository.clone());
+        for r in group {
+            reports.push(PushReport {
+                reference: r.to_string(),
+                ..report.clone()
+            });
+        }
+    }
+    Ok(reports)
+}
+
+/// What to send with a request; re-creatable for retries.
+#[derive(Clone)]
+enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// `len` bytes of a file from `offset`.
+    File {
+        path: &'a Path,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// An HTTP exchange's outcome: status, headers we need, and a short body.
+struct Reply {
+    status: u16,
+    location: Option<String>,
+    digest: Option<String>,
+    www_authenticate: Option<String>,
+    chunk_min: Option<u64>,
+    body: String,
+}
+
+enum Auth {
+    None,
+    Basic(String),
+    Bearer(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Challenge {
+    realm: String,
+    service: Option<String>,
+    scope: Option<String>,
+}
+
+struct Client<'o> {
+    agent: ureq::Agent,
+    base: String,
+    registry: String,
+    repository: String,
+    credentials: Option<(String, String)>,
+    auth: Auth,
+    opts: &'o PushOptions,
+    bar: Option<ProgressBar>,
+}
+
+impl<'o> Client<'o> {
+    fn new(registry: &str, repository: &str, opts: &'o PushOptions) -> Result<Client<'o>> {
+        let plain = is_loopback(registry) || opts.insecure.iter().any(|h| h == registry);
+        let scheme = if plain { "http" } else { "https" };
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(5)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_response(Some(Duration::from_secs(120)))
+            .user_agent(concat!("bareroot/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            base: format!("{scheme}://{registry}"),
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            credentials: credentials(registry)?,
+            auth: Auth::None,
+            opts,
+            bar: None,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.base, self.repository)
+    }
+
+    /// Resolve a Location header against the registry's base URL.
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            format!("{}/{location}", self.base)
+        }
+    }
+
+    fn push_blob(
+        &mut self,
+        blob: &Content,
+        mount_from: Option<&str>,
+        report: &mut PushReport,
+    ) -> Result<()> {
+        let d = &blob.descriptor;
+        let head = self.request(
+            "HEAD",
+            &self.url(&format!("blobs/{}", d.digest)),
+            &[],
+            Body::Empty,
+        )?;
+        match head.status {
+            200 => {
+                report.blobs_present += 1;
+                return Ok(());
+            }
+            404 => {}
+            s => return Err(self.status_error(&format!("check blob {}", d.digest), s, &head.body)),
+        }
+        let size = std::fs::metadata(&blob.path)
+            .with_path("stat blob", &blob.path)?
+            .len();
+        if size != d.size {
+            return Err(Error::msg(format!(
+                "read blob {}: {} bytes on disk, the descriptor says {}",
+                blob.path.display(),
+                size,
+                d.size
+            )));
+        }
+        // A failure in the middle of an upload starts it over (a new
+        // session): the registry discards the partial one.
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            match self.upload(blob, size, mount_from, report) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.retryable => last = Some(e.error),
+                Err(e) => return Err(e.error),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::msg("upload failed")))
+    }
+
+    fn upload(
+        &mut self,
+        blob: &Content,
+        size: u64,
+        mount_from: Option<&str>,
+        report: &mut PushReport,
+    ) -> std::result::Result<(), Retry> {
+        let d = &blob.descriptor;
+        let what = format!("upload blob {}", d.digest);
+        let mut start = self.url("blobs/uploads/");
+        if let Some(from) = mount_from {
+            start.push_str(&format!("?mount={}&from={from}", d.digest));
+        }
+        let r = self
+            .request("POST", &start, &[], Body::Empty)
+            .map_err(Retry::fatal)?;
+        match r.status {
+            201 if mount_from.is_some() => {
+                report.blobs_mounted += 1;
+                return Ok(());
+            }
+            202 => {}
+            s => return Err(self.retry_error(&what, s, &r.body)),
+        }
+        let mut location = self.absolute(r.location.as_deref().ok_or_else(|| {
+            Retry::fatal(Error::msg(format!(
+                "{what}: the registry gave no upload location"
+            )))
+        })?);
+        let base_chunk = if self.opts.chunk_size == 0 {
+            CHUNK_SIZE
+        } else {
+            self.opts.chunk_size
+        };
+        let chunk = match r.chunk_min {
+            Some(min) if min > base_chunk => min,
+            _ => base_chunk,
+        };
+        self.start_bar(&d.digest, size);
+        let result = (|| {
+            if size > chunk || r.chunk_min.is_some_and(|m| m <= size && size > m) {
+                let mut offset = 0;
+                while offset < size {
+                    let len = chunk.min(size - offset);
+                    let range = format!("{}-{}", offset, offset + len - 1);
+                    let body = Body::File {
+                        path: &blob.path,
+                        offset,
+                        len,
+                    };
+                    let headers = [
+                        ("Content-Type", "application/octet-stream".to_string()),
+                        ("Content-Range", range),
+                    ];
+                    let r = self
+                        .request("PATCH", &location, &headers, body)
+                        .map_err(Retry::fatal)?;
+                    if r.status != 202 {
+                        return Err(self.retry_error(&what, r.status, &r.body));
+                    }
+                    if let Some(l) = &r.location {
+                        location = self.absolute(l);
+                    }
+                    offset += len;
+                }
+                let url = with_query(&location, "digest", &d.digest);
+                let r = self
+                    .request("PUT", &url, &[("Content-Length", "0".into())], Body::Empty)
+                    .map_err(Retry::fatal)?;
+                self.finish_upload(&what, &r, &d.digest)
+            } else {
+                let url = with_query(&location, "digest", &d.digest);
+                let headers = [("Content-Type", "application/octet-stream".to_string())];
+                let body = Body::File {
+                    path: &blob.path,
+                    offset: 0,
+                    len: size,
+                };
+                let r = self
+                    .request("PUT", &url, &headers, body)
+                    .map_err(Retry::fatal)?;
+                self.finish_upload(&what, &r, &d.digest)
+            }
+        })();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        result?;
+        report.blobs_uploaded += 1;
+        report.bytes_uploaded += size;
+        Ok(())
+    }
+
+    fn finish_upload(&self, what: &str, r: &Reply, digest: &str) -> std::result::Result<(), Retry> {
+        if r.status != 201 {
+            return Err(self.retry_error(what, r.status, &r.body));
+        }
+        match &r.digest {
+            Some(got) if got != digest => Err(Retry::fatal(Error::msg(format!(
+                "{what}: the registry stored it as {got}"
+            )))),
+            _ => Ok(()),
+        }
+    }
+
+    fn put_manifest(&mut self, m: &Content, reference: &str) -> Result<()> {
+        let bytes = std::fs::read(&m.path).with_path("read", &m.path)?;
+        let what = format!("put manifest {reference}");
+        let headers = [("Content-Type", m.descriptor.media_type.clone())];
+        let r = self.request(
+            "PUT",
+            &self.url(&format!("manifests/{reference}")),
+            &headers,
+            Body::Bytes(&bytes),
+        )?;
+        if r.status != 201 {
+            return Err(self.status_error(&what, r.status, &r.body));
+        }
+        match &r.digest {
+            Some(got) if got != &m.descriptor.digest => Err(Error::msg(format!(
+                "{what}: the registry computed {got}, not {}",
+                m.descriptor.digest
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// One request with retries (connection errors, 408, 429, 5xx) and
+    /// authentication (a 401 answered once with credentials or a token; a
+    /// token refused later is renewed once).
+    fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Body,
+    ) -> Result<Reply> {
+        let mut attempt = 0;
+        let mut auth_rounds = 0;
+        loop {
+            attempt += 1;
+            match self.send(method, url, headers, body.clone()) {
+                Ok(r) if r.status == 401 && auth_rounds < 2 => {
+                    auth_rounds += 1;
+                    self.authenticate(r.www_authenticate.as_deref(), &r.body)?;
+                }
+                Ok(r) if retryable_status(r.status) && attempt < ATTEMPTS => backoff(attempt),
+                Ok(r) => return Ok(r),
+                Err(e) if attempt < ATTEMPTS => {
+                    let _ = e;
+                    backoff(attempt);
+                }
+                Err(e) => {
+                    return Err(Error::msg(format!(
+                        "{method} {}: {e} (after {ATTEMPTS} attempts)",
+                        redact(url)
+                    )))
+                }
+            }
+        }
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Body,
+    ) -> std::result::Result<Reply, String> {
+        let mut req = ureq::http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        match &self.auth {
+            Auth::None => {}
+            Auth::Basic(b) => req = req.header("Authorization", format!("Basic {b}")),
+            Auth::Bearer(token) => req = req.header("Authorization", format!("Bearer {token}")),
+        }
+        let response = match body {
+            Body::Empty => {
+                let req = req.body(()).map_err(|e| e.to_string())?;
+                self.agent.run(req)
+            }
+            Body::Bytes(b) => {
+                let req = req
+                    .header("Content-Length", b.len().to_string())
+                    .body(b.to_vec())
+                    .map_err(|e| e.to_string())?;
+                self.agent.run(req)
+            }
+            Body::File { path, offset, len } => {
+                let mut f =
+                    File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+                f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+                let reader = Counting {
+                    inner: f.take(len),
+                    bar: self.bar.clone(),
+                };
+                let req = req
+                    .header("Content-Length", len.to_string())
+                    .body(ureq::SendBody::from_owned_reader(reader))
+                    .map_err(|e| e.to_string())?;
+                self.agent.run(req)
+            }
+        };
+        let mut response = response.map_err(|e| e.to_string())?;
+        let h = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let status = response.status().as_u16();
+        let location = h("Location");
+        let digest = h("Docker-Content-Digest");
+        let www_authenticate = h("WWW-Authenticate");
+        let chunk_min = h("OCI-Chunk-Min-Length").and_then(|v| v.parse().ok());
+        let body = if method == "HEAD" {
+            String::new()
+        } else {
+            let mut buf = Vec::new();
+            let _ = response
+                .body_mut()
+                .as_reader()
+                .take(64 << 10)
+                .read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        };
+        Ok(Reply {
+            status,
+            location,
+            digest,
+            www_authenticate,
+            chunk_min,
+            body,
+        })
+    }
+
+    /// Answer a 401: basic credentials, or a token from the challenge's realm.
+    fn authenticate(&mut self, header: Option<&str>, body: &str) -> Result<()> {
+        let who = format!("authenticate to {}", self.registry);
+        let Some(header) = header else {
+            return Err(Error::msg(format!(
+                "{who}: 401 without a WWW-Authenticate challenge{}",
+                summary(body)
+            )));
+        };
+        let (scheme, params) = header.split_once(' ').unwrap_or((header, ""));
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => {
+                let Some((user, pass)) = &self.credentials else {
+                    return Err(Error::msg(format!(
+                        "{who}: the registry wants a user name and password; none found in the \
+                         containers auth file or Docker config (try `podman login {}`)",
+                        self.registry
+                    )));
+                };
+                if matches!(self.auth, Auth::Basic(_)) {
+                    return Err(Error::msg(format!(
+                        "{who}: the registry refused the credentials for {user}"
+                    )));
+                }
+                self.auth = Auth::Basic(
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")),
+                );
+                Ok(())
+            }
+            "bearer" => {
+                let challenge = parse_challenge(params)
+                    .ok_or_else(|| Error::msg(format!("{who}: malformed Bearer challenge")))?;
+                let token = self.fetch_token(&challenge)?;
+                self.auth = Auth::Bearer(token);
+                Ok(())
+            }
+            other => Err(Error::msg(format!(
+                "{who}: unsupported auth scheme {other}"
+            ))),
+        }
+    }
+
+    fn fetch_token(&self, c: &Challenge) -> Result<String> {
+        let who = format!("get a token for {} from {}", self.registry, c.realm);
+        let scope = c
+            .scope
+            .clone()
+            .unwrap_or_else(|| format!("repository:{}:pull,push", self.repository));
+        let mut url = c.realm.clone();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        if let Some(s) = &c.service {
+            url.push_str(&format!("{sep}service={}", encode(s)));
+            sep = '&';
+        }
+        url.push_str(&format!("{sep}scope={}", encode(&scope)));
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            let mut req = ureq::http::Request::builder().method("GET").uri(&url);
+            if let Some((u, p)) = &self.credentials {
+                let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                req = req.header("Authorization", format!("Basic {b}"));
+            }
+            let req = req
+                .body(())
+                .map_err(|e| Error::msg(format!("{who}: {e}")))?;
+            match self.agent.run(req) {
+                Ok(mut r) => {
+                    let status = r.status().as_u16();
+                    let mut buf = Vec::new();
+                    let _ = r.body_mut().as_reader().take(1 << 20).read_to_end(&mut buf);
+                    if status == 200 {
+                        #[derive(Deserialize)]
+                        struct TokenReply {
+                            token: Option<String>,
+                            access_token: Option<String>,
+                        }
+                        let t: TokenReply = serde_json::from_slice(&buf)
+                            .map_err(|_| Error::msg(format!("{who}: the reply is not a token")))?;
+                        return t
+                            .token
+                            .or(t.access_token)
+                            .filter(|t| !t.is_empty())
+                            .ok_or_else(|| Error::msg(format!("{who}: the reply holds no token")));
+                    }
+                    if !retryable_status(status) {
+                        return Err(self.status_error(
+                            &who,
+                            status,
+                            &String::from_utf8_lossy(&buf),
+                        ));
+                    }
+                    last = format!("status {status}");
+                }
+                Err(e) => last = e.to_string(),
+            }
+            if attempt < ATTEMPTS {
+                backoff(attempt);
+            }
+        }
+        Err(Error::msg(format!(
+            "{who}: {last} (after {ATTEMPTS} attempts)"
+        )))
+    }
+
+    fn status_error(&self, what: &str, status: u16, body: &str) -> Error {
+        Error::msg(format!(
+            "{what}: registry answered {status}{}",
+            summary(body)
+        ))
+    }
+
+    fn retry_error(&self, what: &str, status: u16, body: &str) -> Retry {
+        Retry {
+            retryable: retryable_status(status),
+            error: self.status_error(what, status, body),
+        }
+    }
+
+    fn start_bar(&mut self, digest: &str, size: u64) {
+        if self.opts.quiet || !std::io::stdout().is_terminal() {
+            return;
+        }
+        let bar = ProgressBar::new(size);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("{} {}", &digest[7..19], self.repository));
+        self.bar = Some(bar);
+    }
+}
+
+/// An upload step's failure, and whether starting over may help.
+struct Retry {
+    retryable: bool,
+    error: Error,
+}
+
+impl Retry {
+    fn fatal(error: Error) -> Retry {
+        Retry {
+            retryable: false,
+            error,
+        }
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    bar: Option<ProgressBar>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(b) = &self.bar {
+            b.inc(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+fn retryable_status(s: u16) -> bool {
+    s == 408 || s == 429 || (500..600).contains(&s)
+}
+
+fn backoff(attempt: u32) {
+    let ms = (100u64 << attempt.min(6)).min(5_000);
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn is_loopback(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        registry
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(registry)
+    };
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .map(|a| a.is_loopback())
+            .unwrap_or(false)
+}
+
+fn with_query(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={}", encode(value))
+}
+
+/// Percent-encode a query value.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A URL without its query (upload locations can carry state tokens).
+fn redact(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+/// `realm="...",service="...",scope="..."`.
+fn parse_challenge(params: &str) -> Option<Challenge> {
+    let mut map = BTreeMap::new();
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let key = key.trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, tail) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], &q[end + 1..])
+        } else {
+            match after.find(',') {
+                Some(i) => (&after[..i], &after[i..]),
+                None => (after, ""),
+            }
+        };
+        map.insert(key, value.to_string());
+        rest = tail.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(Challenge {
+        realm: map.remove("realm")?,
+        service: map.remove("service"),
+        scope: map.remove("scope"),
+    })
+}
+
+/// A registry error body in one short line: the OCI error list when it is
+/// JSON, else the text without HTML tags.
+fn summary(body: &str) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorItem>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorItem {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    if body.trim().is_empty() {
+        return String::new();
+    }
+    if let Ok(e) = serde_json::from_str::<Errors>(body) {
+        let parts: Vec<String> = e
+            .errors
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}{}",
+                    i.code
+                        .as_deref()
+                        .map(|c| format!("{c}: "))
+                        .unwrap_or_default(),
+                    i.message.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        if !parts.is_empty() {
+            return format!(" ({})", parts.join("; "));
+        }
+    }
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in body.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => text.push(if c.is_control() { ' ' } else { c }),
+            _ => {}
+        }
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut line = words.join(" ");
+    if line.chars().count() > 200 {
+        line = line.chars().take(200).collect::<String>() + "…";
+    }
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(" ({line})")
+    }
+}
+
+// ------------------------------------------------------------ credentials
+
+/// The user name and password for `registry`, from (in order)
+/// `REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+/// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+pub fn credentials(registry: &str) -> Result<Option<(String, String)>> {
+    let mut files = Vec::new();
+    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE") {
+        files.push(PathBuf::from(f));
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        files.push(PathBuf::from(d).join("containers/auth.json"));
+    }
+    match std::env::var_os("DOCKER_CONFIG") {
+        Some(d) => files.push(PathBuf::from(d).join("config.json")),
+        None => {
+            if let Some(h) = std::env::var_os("HOME") {
+                files.push(PathBuf::from(h).join(".docker/config.json"));
+            }
+        }
+    }
+    for f in files {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("read credentials", &f, e)),
+        };
+        let found = from_config(&text, registry)
+            .map_err(|m| Error::msg(format!("read credentials {}: {m}", f.display())))?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Deserialize, Default)]
+struct ConfigFile {
+    #[serde(default)]
+    auths: BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct AuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+fn from_config(
+    text: &str,
+    registry: &str,
+) -> std::result::Result<Option<(String, String)>, String> {
+    let cfg: ConfigFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let host_of = |k: &str| -> String {
+        let k = k
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        let host = k.split('/').next().unwrap_or(k);
+        match host {
+            "index.docker.io" | "registry-1.docker.io" => "docker.io".into(),
+            h => h.to_string(),
+        }
+    };
+    if let Some(helper) = cfg
+        .cred_helpers
+        .iter()
+        .find(|(k, _)| host_of(k) == registry)
+        .map(|(_, v)| v.clone())
+    {
+        return credential_helper(&helper, registry);
+    }
+    for (k, e) in &cfg.auths {
+        if host_of(k) != registry {
+            continue;
+        }
+        if let (Some(u), Some(p)) = (&e.username, &e.password) {
+            return Ok(Some((u.clone(), p.clone())));
+        }
+        if let Some(a) = &e.auth {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(a.trim())
+                .map_err(|_| format!("auths.{k}.auth is not base64"))?;
+            let s = String::from_utf8(raw).map_err(|_| format!("auths.{k}.auth is not UTF-8"))?;
+            let (u, p) = s
+                .split_once(':')
+                .ok_or_else(|| format!("auths.{k}.auth is not user:password"))?;
+            return Ok(Some((u.to_string(), p.to_string())));
+        }
+    }
+    match &cfg.creds_store {
+        Some(store) => credential_helper(store, registry),
+        None => Ok(None),
+    }
+}
+
+/// Ask `docker-credential-<name> get`; "not found" is no credentials.
+fn credential_helper(
+    name: &str,
+    registry: &str,
+) -> std::result::Result<Option<(String, String)>, String> {
+    use std::io::Write;
+    let program = format!("docker-credential-{name}");
+    let mut child = std::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("run {program}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(registry.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("run {program}: {e}"))?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    #[derive(Deserialize)]
+    struct HelperReply {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let r: HelperReply = serde_json::from_slice(&out.stdout)
+        .map_err(|_| format!("{program} gave an unreadable answer"))?;
+    Ok(Some((r.username, r.secret)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let r: Reference = "127.0.0.1:5000/team/app:1.0".parse().unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "team/app", Some("1.0"))
+        );
+        let r: Reference = "localhost:5000/app".parse().unwrap();
+        assert_eq!(r.tag.as_deref(), Some("latest"));
+        let r: Reference = "alpine".parse().unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/alpine:latest");
+        assert!("127.0.0.1:5000/App".parse::<Reference>().is_err());
+        assert!("".parse::<Reference>().is_err());
+    }
+
+    #[test]
+    fn challenges_and_summaries() {
+        let c = parse_challenge(r#"realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#).unwrap();
+        assert_eq!(c.realm, "https://auth.example/token");
+        assert_eq!(c.service.as_deref(), Some("registry.example"));
+        assert_eq!(c.scope.as_deref(), Some("repository:a/b:pull,push"));
+        assert_eq!(
+            summary("<html><body><h1>413 Request Entity Too Large</h1></body></html>"),
+            " (413 Request Entity Too Large)"
+        );
+        assert_eq!(
+            summary(r#"{"errors":[{"code":"DENIED","message":"no"}]}"#),
+            " (DENIED: no)"
+        );
+        assert!(
+            is_loopback("127.0.0.1:5000") && is_loopback("localhost") && is_loopback("[::1]:5000")
+        );
+        assert!(!is_loopback("registry.example:5000"));
+    }
+
+    #[test]
+    fn docker_config_credentials() {
+        let text = r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"127.0.0.1:5000":{"auth":"YTpi"}}}"#;
+        assert_eq!(
+            from_config(text, "docker.io").unwrap(),
+            Some(("user".into(), "pass".into()))
+        );
+        assert_eq!(
+            from_config(text, "127.0.0.1:5000").unwrap(),
+            Some(("a".into(), "b".into()))
+        );
+        assert_eq!(from_config(text, "other").unwrap(), None);
+    }
+}
