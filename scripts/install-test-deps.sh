@@ -25,6 +25,7 @@ needs=(
   qemu-aarch64-static:qemu-user-static
   docker-registry:docker-registry
   readelf:binutils
+  htpasswd:apache2-utils
 )
 missing=()
 for pair in "${needs[@]}"; do
