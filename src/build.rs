@@ -140,11 +140,13 @@ pub fn plan_platform(
         .sysroots
         .get(platform)
         .or_else(|| recipe.sysroots.get(platform));
-    // A platform without a sysroot can still take static binaries; the
-    // reason there is none is given if a lookup needs one.
+    // A platform without a default sysroot can still take static binaries;
+    // the reason there is none is given if a lookup needs one. A sysroot
+    // the user named must exist.
     let (sys, description): (Box<dyn sysroot::Fs>, String) =
         match sysroot::open(toolchain, given.map(PathBuf::as_path)) {
             Ok((fs, name)) => (fs, format!("sysroot {name}")),
+            Err(e) if given.is_some() => return Err(e),
             Err(e) => (Box::new(sysroot::MemFs::new()), format!("no sysroot ({e})")),
         };
     let host = HostFs::new("/");

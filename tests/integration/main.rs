@@ -8,6 +8,7 @@ mod support;
 mod e2e;
 mod elfgen;
 mod errors;
+mod multiarch;
 mod oracle;
 mod repro;
 mod resolver;
