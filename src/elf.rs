@@ -172,3 +172,31 @@ mod tests {
         }
     }
 }
+
+/// The bytes of the section called `name`, if the file has section headers
+/// and that section lies inside the file.
+pub fn section_data<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let elf = catch_unwind(AssertUnwindSafe(|| Elf::parse(bytes))).ok()?.ok()?;
+    let sh = elf
+        .section_headers
+        .iter()
+        .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(name))?;
+    if sh.sh_type == goblin::elf::section_header::SHT_NOBITS {
+        return None;
+    }
+    let start = usize::try_from(sh.sh_offset).ok()?;
+    let len = usize::try_from(sh.sh_size).ok()?;
+    bytes.get(start..start.checked_add(len)?)
+}
+
+/// `len` bytes at virtual address `vaddr`, through the PT_LOAD segments.
+pub fn read_vaddr(bytes: &[u8], vaddr: u64, len: usize) -> Option<&[u8]> {
+    let elf = catch_unwind(AssertUnwindSafe(|| Elf::parse(bytes))).ok()?.ok()?;
+    let ph = elf.program_headers.iter().find(|ph| {
+        ph.p_type == goblin::elf::program_header::PT_LOAD
+            && vaddr >= ph.p_vaddr
+            && (vaddr as u128 + len as u128) <= (ph.p_vaddr as u128 + ph.p_filesz as u128)
+    })?;
+    let start = usize::try_from(ph.p_offset.checked_add(vaddr - ph.p_vaddr)?).ok()?;
+    bytes.get(start..start.checked_add(len)?)
+}

@@ -138,6 +138,7 @@ pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, out: W) -> Result<()> {
         let (kind, size) = match &item.kind {
             ItemKind::Dir => (EntryType::Directory, 0),
             ItemKind::File { size, .. } => (EntryType::Regular, *size),
+            ItemKind::Data { bytes } => (EntryType::Regular, bytes.len() as u64),
             ItemKind::Symlink { .. } => (EntryType::Symlink, 0),
         };
         let mut name = path.rel().to_string();
@@ -199,6 +200,7 @@ pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, out: W) -> Result<()> {
                     )));
                 }
             }
+            ItemKind::Data { bytes } => b.append(&h, &bytes[..]).map_err(|e| tar_err(path, e))?,
             _ => b.append(&h, io::empty()).map_err(|e| tar_err(path, e))?,
         }
     }

@@ -45,6 +45,10 @@ pub enum ItemKind {
         src: PathBuf,
         size: u64,
     },
+    /// A regular file bareroot writes itself (/etc/passwd, package metadata).
+    Data {
+        bytes: std::sync::Arc<[u8]>,
+    },
     Symlink {
         target: String,
     },
@@ -89,7 +93,7 @@ impl Plan {
                         current = ImagePath::from_path(&joined)?;
                         continue 'restart;
                     }
-                    Some(ItemKind::File { .. }) => {
+                    Some(ItemKind::File { .. } | ItemKind::Data { .. }) => {
                         return Err(format!("{key} is a file, not a directory"));
                     }
                     _ => {}
@@ -157,9 +161,12 @@ impl Plan {
                     clash(old, " as symlinks to different targets")
                 }
             }
-            (ItemKind::File { src: a, .. }, ItemKind::File { src: b, .. }) => {
-                if old.mode != item.mode {
-                    return clash(old, " with different modes");
+            (
+                a @ (ItemKind::File { .. } | ItemKind::Data { .. }),
+                b @ (ItemKind::File { .. } | ItemKind::Data { .. }),
+            ) => {
+                if (old.mode, old.uid, old.gid) != (item.mode, item.uid, item.gid) {
+                    return clash(old, " with different modes or owners");
                 }
                 match same_content(a, b) {
                     Ok(true) => Ok(()),
@@ -177,13 +184,30 @@ impl Plan {
             .values()
             .filter_map(|e| match &e.kind {
                 ItemKind::File { size, .. } => Some(*size),
+                ItemKind::Data { bytes } => Some(bytes.len() as u64),
                 _ => None,
             })
             .fold((0, 0), |(n, s), size| (n + 1, s + size))
     }
 }
 
-fn same_content(a: &Path, b: &Path) -> Result<bool> {
+fn same_content(a: &ItemKind, b: &ItemKind) -> Result<bool> {
+    match (a, b) {
+        (ItemKind::File { src: a, .. }, ItemKind::File { src: b, .. }) => same_files(a, b),
+        (ItemKind::Data { bytes: a }, ItemKind::Data { bytes: b }) => Ok(a == b),
+        (ItemKind::File { src, .. }, ItemKind::Data { bytes })
+        | (ItemKind::Data { bytes }, ItemKind::File { src, .. }) => {
+            let meta = fs::metadata(src).with_path("stat", src)?;
+            if meta.len() != bytes.len() as u64 {
+                return Ok(false);
+            }
+            Ok(fs::read(src).with_path("read", src)?.as_slice() == &bytes[..])
+        }
+        _ => Ok(false),
+    }
+}
+
+fn same_files(a: &Path, b: &Path) -> Result<bool> {
     if a == b {
         return Ok(true);
     }
