@@ -195,7 +195,14 @@ fn build_platform(
                 .iter()
                 .map(|p| (p.clone(), BTreeMap::new()))
                 .collect(),
-            env: c.env.clone(),
+            env: {
+                let mut env = c.env.clone();
+                let has = |k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
+                if recipe.runtime.ca_certificates && !has("SSL_CERT_FILE") {
+                    env.push(format!("SSL_CERT_FILE={}", crate::runtime::CA_BUNDLE));
+                }
+                env
+            },
             entrypoint: c.entrypoint.clone(),
             cmd: c.cmd.clone(),
             working_dir: c.workdir.clone(),

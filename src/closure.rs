@@ -22,7 +22,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::elf::{self, ElfClass, ElfInfo, MAX_ELF_SIZE};
+use crate::elf::{self, DlopenPriority, ElfClass, ElfInfo, MAX_ELF_SIZE};
 use crate::sysroot::{self, Fs, Node};
 
 /// Which tree a path lives in: the platform's sysroot, or the host outside it
@@ -42,6 +42,8 @@ pub enum Via {
     Runpath,
     LdSoConf,
     DefaultDir,
+    /// Named by a `.note.dlopen` note rather than DT_NEEDED.
+    Dlopen,
 }
 
 impl Via {
@@ -53,6 +55,7 @@ impl Via {
             Via::Runpath => "DT_RUNPATH",
             Via::LdSoConf => "ld.so.conf",
             Via::DefaultDir => "default directory",
+            Via::Dlopen => ".note.dlopen",
         }
     }
 }
@@ -112,6 +115,8 @@ pub struct LoaderConfig {
     pub lib: String,
     /// What `$PLATFORM` expands to ("x86_64").
     pub platform: String,
+    /// Follow `.note.dlopen` entries up to this priority (None: ignore them).
+    pub dlopen: Option<DlopenPriority>,
     /// A candidate needs `e_flags & flags_mask == flags` (arm float ABI).
     pub flags_mask: u32,
     pub flags: u32,
@@ -258,58 +263,78 @@ impl<'a> Resolver<'a> {
         while next < queue.len() {
             let idx = queue[next];
             next += 1;
-            let needed = loaded[idx].info.needed.clone();
-            for name in needed {
-                if let Some(i) = loaded.iter().position(|l| l.names.contains(&name)) {
-                    // Already in the process: the interpreter for libc's
-                    // "ld-linux-x86-64.so.2", or a library seen before.
-                    if let Some(interp) = &out.interpreter {
-                        if i == 1 && !out.libraries.iter().any(|d| d.name == name) {
-                            out.libraries.push(Dep {
-                                name: name.clone(),
-                                needed_by: loaded[idx].path.clone(),
-                                ..interp.clone()
-                            });
-                        }
-                    }
-                    continue;
+            // DT_NEEDED names, then the libraries its dlopen notes ask for
+            // (each a list of alternatives), up to the configured priority.
+            let info = loaded[idx].info.clone();
+            let mut requests: Vec<(Vec<String>, bool, bool)> = info
+                .needed
+                .iter()
+                .map(|n| (vec![n.clone()], true, false))
+                .collect();
+            if let Some(level) = self.config.dlopen {
+                for note in info.dlopen.iter().filter(|n| n.priority <= level) {
+                    let required = note.priority == DlopenPriority::Required;
+                    requests.push((note.sonames.clone(), required, true));
                 }
-                match self.search(&loaded, idx, &name) {
-                    Some((dir, path, image_path, real, info)) => {
-                        if let Some(i) = loaded
-                            .iter()
-                            .position(|l| l.side == dir.side && l.real == real)
-                        {
-                            loaded[i].names.push(name.clone());
-                            continue;
+            }
+            'request: for (names, required, dlopen) in requests {
+                for name in &names {
+                    if let Some(i) = loaded.iter().position(|l| l.names.contains(name)) {
+                        // Already in the process: the interpreter for libc's
+                        // "ld-linux-x86-64.so.2", or a library seen before.
+                        if let Some(interp) = &out.interpreter {
+                            if i == 1 && !out.libraries.iter().any(|d| &d.name == name) {
+                                out.libraries.push(Dep {
+                                    name: name.clone(),
+                                    needed_by: loaded[idx].path.clone(),
+                                    ..interp.clone()
+                                });
+                            }
                         }
-                        let mut names = vec![name.clone()];
-                        names.extend(info.soname.iter().cloned());
-                        out.libraries.push(Dep {
-                            name: name.clone(),
-                            side: dir.side,
-                            path: path.clone(),
-                            real: real.clone(),
-                            image_path: image_path.clone(),
-                            needed_by: loaded[idx].path.clone(),
-                            via: dir.via,
-                        });
-                        queue.push(loaded.len());
-                        loaded.push(Loaded {
-                            side: dir.side,
-                            origin: parent(&path),
-                            image_origin: parent(&image_path),
-                            real,
-                            info,
-                            names,
-                            loader: Some(idx),
-                            path,
-                        });
+                        continue 'request;
                     }
-                    None => out.missing.push(Missing {
+                }
+                for name in &names {
+                    let Some((dir, path, image_path, real, info)) = self.search(&loaded, idx, name)
+                    else {
+                        continue;
+                    };
+                    if let Some(i) = loaded
+                        .iter()
+                        .position(|l| l.side == dir.side && l.real == real)
+                    {
+                        loaded[i].names.push(name.clone());
+                        continue 'request;
+                    }
+                    let mut all_names = vec![name.clone()];
+                    all_names.extend(info.soname.iter().cloned());
+                    out.libraries.push(Dep {
                         name: name.clone(),
+                        side: dir.side,
+                        path: path.clone(),
+                        real: real.clone(),
+                        image_path: image_path.clone(),
                         needed_by: loaded[idx].path.clone(),
-                    }),
+                        via: if dlopen { Via::Dlopen } else { dir.via },
+                    });
+                    queue.push(loaded.len());
+                    loaded.push(Loaded {
+                        side: dir.side,
+                        origin: parent(&path),
+                        image_origin: parent(&image_path),
+                        real,
+                        info,
+                        names: all_names,
+                        loader: Some(idx),
+                        path,
+                    });
+                    continue 'request;
+                }
+                if required {
+                    out.missing.push(Missing {
+                        name: names.join(" or "),
+                        needed_by: loaded[idx].path.clone(),
+                    });
                 }
             }
         }
@@ -464,6 +489,25 @@ impl<'a> Resolver<'a> {
         }
         out.push_str(rest);
         (out, used_origin)
+    }
+
+    /// Find `name` as `dlopen` from a library without RPATH or RUNPATH would:
+    /// the ld.so.conf directories, then the default ones. Returns the path
+    /// the loader opens.
+    pub fn find_library(&self, name: &str, class: ElfClass, machine: u16) -> Option<PathBuf> {
+        if name.starts_with('/') {
+            return self
+                .candidate(Side::Sysroot, Path::new(name), Some((class, machine)))
+                .map(|_| PathBuf::from(name));
+        }
+        self.conf_dirs
+            .iter()
+            .chain(&self.config.default_dirs)
+            .map(|d| d.join(name))
+            .find(|p| {
+                self.candidate(Side::Sysroot, p, Some((class, machine)))
+                    .is_some()
+            })
     }
 
     /// Open `path` as the loader would: a regular file, ELF, and (when `want`

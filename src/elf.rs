@@ -48,7 +48,32 @@ pub struct ElfInfo {
     pub soname: Option<String>,
     /// Has a dynamic section (PT_DYNAMIC).
     pub dynamic: bool,
+    /// Symbol versions needed (.gnu.version_r): (library soname, versions).
+    pub verneed: Vec<(String, Vec<String>)>,
+    /// Symbol versions defined (.gnu.version_d), without the base entry.
+    pub verdef: Vec<String>,
+    /// Libraries the object dlopens, from FDO `.note.dlopen` notes.
+    pub dlopen: Vec<DlopenNote>,
 }
+
+/// How much a program wants a library it dlopens (the FDO dlopen note spec).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DlopenPriority {
+    Required,
+    Recommended,
+    Suggested,
+}
+
+/// One entry of a `.note.dlopen` note: alternatives, any one will do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DlopenNote {
+    pub feature: String,
+    pub sonames: Vec<String>,
+    pub priority: DlopenPriority,
+}
+
+/// The FDO note type for dlopen metadata ("FDO", 0x407c0c0a).
+const NT_FDO_DLOPEN_METADATA: u32 = 0x407c_0c0a;
 
 impl ElfInfo {
     /// "ELF64 little-endian x86-64".
@@ -90,6 +115,30 @@ pub fn parse(bytes: &[u8]) -> Result<ElfInfo, String> {
             .collect()
     };
     let runpath = split(&elf.runpaths);
+    let strtab = &elf.dynstrtab;
+    let mut verneed = Vec::new();
+    if let Some(vn) = &elf.verneed {
+        for need in vn.iter() {
+            let file = strtab.get_at(need.vn_file).unwrap_or("").to_string();
+            let versions = need
+                .iter()
+                .filter_map(|aux| strtab.get_at(aux.vna_name).map(str::to_string))
+                .collect();
+            verneed.push((file, versions));
+        }
+    }
+    let mut verdef = Vec::new();
+    if let Some(vd) = &elf.verdef {
+        for def in vd.iter() {
+            if def.vd_flags & goblin::elf::symver::VER_FLG_BASE != 0 {
+                continue;
+            }
+            if let Some(name) = def.iter().next().and_then(|a| strtab.get_at(a.vda_name)) {
+                verdef.push(name.to_string());
+            }
+        }
+    }
+    let dlopen = dlopen_notes(&elf, bytes);
     // glibc drops DT_RPATH when DT_RUNPATH is present (elf_get_dynamic_info).
     let rpath = if runpath.is_empty() && elf.runpaths.is_empty() {
         split(&elf.rpaths)
@@ -119,7 +168,69 @@ pub fn parse(bytes: &[u8]) -> Result<ElfInfo, String> {
         has_runpath: !elf.runpaths.is_empty(),
         soname: elf.soname.map(str::to_string),
         dynamic: elf.dynamic.is_some(),
+        verneed,
+        verdef,
+        dlopen,
     })
+}
+
+/// Parse `.note.dlopen` (or any PT_NOTE) entries of the FDO dlopen type.
+/// A malformed payload is ignored, as the loader never reads it either.
+fn dlopen_notes(elf: &Elf, bytes: &[u8]) -> Vec<DlopenNote> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        feature: String,
+        #[serde(default)]
+        soname: Vec<String>,
+        #[serde(default)]
+        priority: Option<String>,
+    }
+    let mut out = Vec::new();
+    let mut take = |desc: &[u8]| {
+        let text = desc.split(|&b| b == 0).next().unwrap_or(&[]);
+        if let Ok(entries) = serde_json::from_slice::<Vec<Raw>>(text) {
+            for e in entries {
+                let priority = match e.priority.as_deref() {
+                    Some("required") => DlopenPriority::Required,
+                    Some("suggested") => DlopenPriority::Suggested,
+                    _ => DlopenPriority::Recommended,
+                };
+                if !e.soname.is_empty() {
+                    out.push(DlopenNote {
+                        feature: e.feature,
+                        sonames: e.soname,
+                        priority,
+                    });
+                }
+            }
+        }
+    };
+    let notes = catch_unwind(AssertUnwindSafe(|| {
+        let mut found = Vec::new();
+        if let Some(iter) = elf.iter_note_sections(bytes, Some(".note.dlopen")) {
+            for n in iter.flatten() {
+                if n.n_type == NT_FDO_DLOPEN_METADATA && n.name == "FDO" {
+                    found.push(n.desc.to_vec());
+                }
+            }
+        }
+        if found.is_empty() {
+            if let Some(iter) = elf.iter_note_headers(bytes) {
+                for n in iter.flatten() {
+                    if n.n_type == NT_FDO_DLOPEN_METADATA && n.name == "FDO" {
+                        found.push(n.desc.to_vec());
+                    }
+                }
+            }
+        }
+        found
+    }))
+    .unwrap_or_default();
+    for d in notes {
+        take(&d);
+    }
+    out
 }
 
 fn first_line(s: &str) -> String {
@@ -176,7 +287,9 @@ mod tests {
 /// The bytes of the section called `name`, if the file has section headers
 /// and that section lies inside the file.
 pub fn section_data<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    let elf = catch_unwind(AssertUnwindSafe(|| Elf::parse(bytes))).ok()?.ok()?;
+    let elf = catch_unwind(AssertUnwindSafe(|| Elf::parse(bytes)))
+        .ok()?
+        .ok()?;
     let sh = elf
         .section_headers
         .iter()
@@ -191,7 +304,9 @@ pub fn section_data<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
 
 /// `len` bytes at virtual address `vaddr`, through the PT_LOAD segments.
 pub fn read_vaddr(bytes: &[u8], vaddr: u64, len: usize) -> Option<&[u8]> {
-    let elf = catch_unwind(AssertUnwindSafe(|| Elf::parse(bytes))).ok()?.ok()?;
+    let elf = catch_unwind(AssertUnwindSafe(|| Elf::parse(bytes)))
+        .ok()?
+        .ok()?;
     let ph = elf.program_headers.iter().find(|ph| {
         ph.p_type == goblin::elf::program_header::PT_LOAD
             && vaddr >= ph.p_vaddr

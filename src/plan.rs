@@ -275,6 +275,11 @@ pub struct Planner<'a> {
     /// Where the sysroot came from, or why there is none, for messages.
     pub sysroot: String,
     plan: Plan,
+    /// Data files taken from the sysroot with their symlinks (zoneinfo,
+    /// gconv configuration): path → why.
+    pub(crate) data_files: std::cell::RefCell<BTreeMap<PathBuf, String>>,
+    /// Every closure found, for the symbol-version check.
+    pub(crate) closures: std::cell::RefCell<Vec<crate::symbols::Checked>>,
 }
 
 impl<'a> Planner<'a> {
@@ -285,6 +290,8 @@ impl<'a> Planner<'a> {
         resolver: &'a Resolver<'a>,
     ) -> Planner<'a> {
         Planner {
+            closures: Default::default(),
+            data_files: Default::default(),
             sysroot: String::new(),
             recipe,
             platform,
@@ -309,7 +316,12 @@ impl<'a> Planner<'a> {
         for entry in &self.recipe.entries {
             let fail = |m: String| Error::msg(format!("{}: {m}", entry.label));
             match &entry.kind {
-                EntryKind::Binary { src, dest, mode } => {
+                EntryKind::Binary {
+                    src,
+                    dest,
+                    mode,
+                    owner,
+                } => {
                     let (side, path, host) = self.source(src).map_err(fail)?;
                     let bytes_ok = self
                         .resolver
@@ -337,8 +349,8 @@ impl<'a> Planner<'a> {
                                 size,
                             },
                             mode: mode.unwrap_or(EXEC_MODE),
-                            uid: 0,
-                            gid: 0,
+                            uid: owner.map_or(0, |o| o.uid),
+                            gid: owner.map_or(0, |o| o.gid),
                             why: entry.label.clone(),
                             explicit: true,
                         },
@@ -346,7 +358,12 @@ impl<'a> Planner<'a> {
                     ));
                     self.collect(&entry.label, side, &path, dest, &mut deps)?;
                 }
-                EntryKind::File { src, dest, mode } => {
+                EntryKind::File {
+                    src,
+                    dest,
+                    mode,
+                    owner,
+                } => {
                     let (side, path, host) = self.source(src).map_err(fail)?;
                     let size = file_size(&host).map_err(fail)?;
                     // Any ELF object in the image must be the platform's.
@@ -372,16 +389,17 @@ impl<'a> Planner<'a> {
                         Item {
                             kind: ItemKind::File { src: host, size },
                             mode,
-                            uid: 0,
-                            gid: 0,
+                            uid: owner.map_or(0, |o| o.uid),
+                            gid: owner.map_or(0, |o| o.gid),
                             why: entry.label.clone(),
                             explicit: true,
                         },
                         entry.label.clone(),
                     ));
                 }
-                EntryKind::Tree { src, dest } => {
+                EntryKind::Tree { src, dest, owner } => {
                     let (side, path, host) = self.source_any(src).map_err(fail)?;
+                    let start = later.len();
                     self.tree(
                         &entry.label,
                         side,
@@ -391,19 +409,28 @@ impl<'a> Planner<'a> {
                         &mut deps,
                         &mut later,
                     )?;
+                    if let Some(o) = owner {
+                        for (_, item, _) in &mut later[start..] {
+                            item.uid = o.uid;
+                            item.gid = o.gid;
+                        }
+                    }
                 }
-                EntryKind::Dir { dest, mode } => later.push((
+                EntryKind::Dir { dest, mode, owner } => later.push((
                     dest.clone(),
                     Item {
                         kind: ItemKind::Dir,
                         mode: mode.unwrap_or(DIR_MODE),
-                        uid: 0,
-                        gid: 0,
+                        uid: owner.map_or(0, |o| o.uid),
+                        gid: owner.map_or(0, |o| o.gid),
                         why: entry.label.clone(),
                         explicit: true,
                     },
                     entry.label.clone(),
                 )),
+                EntryKind::Library { name } => {
+                    self.library(&entry.label, name, true, &mut deps)?;
+                }
                 EntryKind::Symlink { dest, target } => later.push((
                     dest.clone(),
                     Item {
@@ -420,19 +447,59 @@ impl<'a> Planner<'a> {
                 )),
             }
         }
+        self.add_runtime(&mut deps, &mut later)?;
         for ((image, side, path), why) in &deps {
-            self.materialize(*side, path, image, why)?;
+            self.materialize(*side, path, image, why, EXEC_MODE)?;
+        }
+        let data = std::mem::take(&mut *self.data_files.borrow_mut());
+        for (path, why) in &data {
+            self.materialize(Side::Sysroot, path, path, why, FILE_MODE)?;
         }
         for (dest, item, label) in later {
             self.plan
                 .insert(&dest, item)
                 .map_err(|m| Error::msg(format!("{label}: place {dest}: {m}")))?;
         }
+        crate::symbols::check(self.resolver, &self.closures.borrow())
+            .map_err(|m| Error::msg(format!("check symbol versions for {}: {m}", self.platform)))?;
         Ok(self.plan)
     }
 
+    /// A library by soname (found as dlopen from a plain library would find
+    /// it) or by absolute path, with its closure. `required`: not finding it
+    /// is an error; else it is left out.
+    pub(crate) fn library(
+        &self,
+        label: &str,
+        name: &str,
+        required: bool,
+        deps: &mut BTreeMap<(PathBuf, Side, PathBuf), String>,
+    ) -> Result<bool> {
+        let found = self
+            .resolver
+            .find_library(name, self.toolchain.class, self.toolchain.machine);
+        let Some(path) = found else {
+            if required {
+                return Err(Error::msg(format!(
+                    "{label}: resolve {name}: not found for {} in {}",
+                    self.toolchain.platform, self.sysroot
+                )));
+            }
+            return Ok(false);
+        };
+        let image = sysroot::normalize(&path);
+        deps.entry((image.clone(), Side::Sysroot, path.clone()))
+            .or_insert_with(|| label.to_string());
+        let dest = ImagePath::from_path(&image).map_err(|m| Error::msg(format!("{label}: {m}")))?;
+        self.collect(label, Side::Sysroot, &path, &dest, deps)?;
+        Ok(true)
+    }
+
     /// Resolve a recipe source to (side, path in that side's tree, real host path of a regular file).
-    fn source(&self, src: &SrcSpec) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
+    pub(crate) fn source(
+        &self,
+        src: &SrcSpec,
+    ) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
         let (side, path, host) = self.source_any(src)?;
         let r = sysroot::resolve(self.resolver.fs(side), &path).map_err(|e| {
             let where_ = match side {
@@ -452,7 +519,10 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn source_any(&self, src: &SrcSpec) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
+    pub(crate) fn source_any(
+        &self,
+        src: &SrcSpec,
+    ) -> std::result::Result<(Side, PathBuf, PathBuf), String> {
         let src = src.resolve(self.platform, &self.toolchain.triplet, &self.recipe.base)?;
         let (side, path) = match src {
             Source::Sysroot(p) => (Side::Sysroot, p),
@@ -465,14 +535,14 @@ impl<'a> Planner<'a> {
         Ok((side, path, host))
     }
 
-    fn real(&self, side: Side, path: &Path) -> std::result::Result<PathBuf, String> {
+    pub(crate) fn real(&self, side: Side, path: &Path) -> std::result::Result<PathBuf, String> {
         sysroot::resolve(self.resolver.fs(side), path)
             .map(|r| r.real)
             .map_err(|e| format!("read {}: {}", path.display(), crate::error::io_message(&e)))
     }
 
     /// Find the closure of one object and remember every file it needs.
-    fn collect(
+    pub(crate) fn collect(
         &self,
         label: &str,
         side: Side,
@@ -498,6 +568,12 @@ impl<'a> Planner<'a> {
                 self.sysroot
             )));
         }
+        self.closures.borrow_mut().push(crate::symbols::Checked {
+            label: label.to_string(),
+            root_side: side,
+            root: path.to_path_buf(),
+            closure: closure.clone(),
+        });
         for dep in closure.interpreter.iter().chain(&closure.libraries) {
             let why = format!(
                 "{label}: {} needed by {} ({})",
@@ -513,7 +589,14 @@ impl<'a> Planner<'a> {
 
     /// Put a file the loader opens into the image under the path it opens,
     /// with every symlink on the way (made relative) and the real file.
-    fn materialize(&mut self, side: Side, path: &Path, image: &Path, why: &str) -> Result<()> {
+    pub(crate) fn materialize(
+        &mut self,
+        side: Side,
+        path: &Path,
+        image: &Path,
+        why: &str,
+        mode: u32,
+    ) -> Result<()> {
         let fs = self.resolver.fs(side);
         let fail = |m: String| Error::msg(format!("{why}: place {}: {m}", image.display()));
         let r = sysroot::resolve(fs, path).map_err(|e| fail(crate::error::io_message(&e)))?;
@@ -550,7 +633,7 @@ impl<'a> Planner<'a> {
         let at = ImagePath::from_path(&file_at).map_err(fail)?;
         let item = Item {
             kind: ItemKind::File { src: host, size },
-            mode: EXEC_MODE,
+            mode,
             uid: 0,
             gid: 0,
             why: why.to_string(),
@@ -561,7 +644,7 @@ impl<'a> Planner<'a> {
 
     /// Copy a directory tree; every ELF object inside brings its closure.
     #[allow(clippy::too_many_arguments)]
-    fn tree(
+    pub(crate) fn tree(
         &self,
         label: &str,
         side: Side,

@@ -37,6 +37,55 @@ struct RawRecipe {
     dir: Vec<RawDir>,
     #[serde(default)]
     symlink: Vec<RawSymlink>,
+    #[serde(default)]
+    library: Vec<RawLibrary>,
+    // Distroless runtime files.
+    users: Option<bool>,
+    #[serde(default)]
+    user: Vec<RawUser>,
+    #[serde(default)]
+    group: Vec<RawGroup>,
+    ca_certificates: Option<bool>,
+    tzdata: Option<RawSelection>,
+    nss: Option<Vec<String>>,
+    gconv: Option<RawSelection>,
+    libgcc_s: Option<bool>,
+    dlopen: Option<String>,
+    tmp: Option<bool>,
+}
+
+/// `true`/`false` or a list of names.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSelection {
+    Flag(bool),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLibrary {
+    /// A soname found as dlopen finds it, or an absolute path in the sysroot.
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    uid: u32,
+    gid: Option<u32>,
+    home: Option<String>,
+    shell: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    gid: u32,
+    #[serde(default)]
+    members: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -60,6 +109,7 @@ struct RawCopy {
     src: RawSrc,
     dest: Option<String>,
     mode: Option<RawMode>,
+    owner: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +117,7 @@ struct RawCopy {
 struct RawDir {
     dest: String,
     mode: Option<RawMode>,
+    owner: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -124,8 +175,89 @@ pub struct Recipe {
     pub sysroots: BTreeMap<Platform, PathBuf>,
     /// `toolchains = [...]`: extra toolchain files or directories.
     pub toolchains: Vec<PathBuf>,
-    /// In recipe order: binaries, files, trees, dirs, symlinks.
+    /// In recipe order: binaries, files, trees, dirs, symlinks, libraries.
     pub entries: Vec<Entry>,
+    /// The distroless runtime files the recipe asks for.
+    pub runtime: Runtime,
+}
+
+/// Numeric owner of an image entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// All of something, or the listed ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Only(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+/// Runtime files of an otherwise empty rootfs (the recipe's top-level keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Runtime {
+    /// `users = true` or any `[[user]]`/`[[group]]`: /etc/passwd and
+    /// /etc/group with distroless's root, nobody and nonroot plus these.
+    pub users: Option<(Vec<User>, Vec<Group>)>,
+    pub ca_certificates: bool,
+    pub tzdata: Option<Selection>,
+    /// glibc NSS modules ("files", "dns", ...); empty: no NSS profile.
+    pub nss: Vec<String>,
+    pub gconv: Option<Selection>,
+    /// None: add libgcc_s.so.1 when glibc is in the image (it dlopens it).
+    pub libgcc_s: Option<bool>,
+    /// Follow `.note.dlopen` entries up to this priority.
+    pub dlopen: Option<crate::elf::DlopenPriority>,
+    /// `/tmp` with mode 1777 (default true).
+    pub tmp: bool,
+}
+
+/// The users every `users` image has, as distroless writes them.
+pub fn base_users() -> (Vec<User>, Vec<Group>) {
+    let u = |name: &str, id: u32, home: &str| User {
+        name: name.into(),
+        uid: id,
+        gid: id,
+        home: home.into(),
+        shell: "/sbin/nologin".into(),
+    };
+    let g = |name: &str, gid: u32| Group {
+        name: name.into(),
+        gid,
+        members: Vec::new(),
+    };
+    (
+        vec![
+            u("root", 0, "/root"),
+            u("nobody", 65534, "/nonexistent"),
+            u("nonroot", 65532, "/home/nonroot"),
+        ],
+        vec![
+            g("root", 0),
+            g("nobody", 65534),
+            g("tty", 5),
+            g("staff", 50),
+            g("nonroot", 65532),
+        ],
+    )
 }
 
 /// The `[config]` table, validated.
@@ -241,19 +373,27 @@ pub enum EntryKind {
         src: SrcSpec,
         dest: ImagePath,
         mode: Option<u32>,
+        owner: Option<Owner>,
     },
     File {
         src: SrcSpec,
         dest: ImagePath,
         mode: Option<u32>,
+        owner: Option<Owner>,
     },
     Tree {
         src: SrcSpec,
         dest: ImagePath,
+        owner: Option<Owner>,
     },
     Dir {
         dest: ImagePath,
         mode: Option<u32>,
+        owner: Option<Owner>,
+    },
+    /// `[[library]]`: a library (and its closure) nothing names in DT_NEEDED.
+    Library {
+        name: String,
     },
     Symlink {
         dest: ImagePath,
@@ -360,11 +500,11 @@ impl Recipe {
         };
 
         check_name(&raw.name).map_err(|m| fail(format!("name {:?}: {m}", raw.name)))?;
-        let tag = raw.tag.unwrap_or_else(|| "latest".into());
+        let tag = raw.tag.clone().unwrap_or_else(|| "latest".into());
         check_tag(&tag).map_err(|m| fail(format!("tag {tag:?}: {m}")))?;
 
         let mut platforms: Vec<Platform> = Vec::new();
-        for p in raw.platforms.unwrap_or_default() {
+        for p in raw.platforms.clone().unwrap_or_default() {
             platforms.push(p.parse().map_err(|e: Error| fail(e.to_string()))?);
         }
         if platforms.is_empty() {
@@ -383,8 +523,22 @@ impl Recipe {
             }
         };
 
+        let runtime = validate_runtime(&raw).map_err(&fail)?;
         let config = validate_config(raw.config.unwrap_or_default())
             .map_err(|m| fail(format!("[config] {m}")))?;
+
+        let owner = |o: &Option<String>| -> std::result::Result<Option<Owner>, String> {
+            o.as_deref()
+                .map(|o| resolve_owner(o, runtime.users.as_ref()))
+                .transpose()
+        };
+        let mut config = config;
+        if let Some(u) = &config.user {
+            config.user = Some(
+                resolve_config_user(u, runtime.users.as_ref())
+                    .map_err(|m| fail(format!("[config] user {u:?}: {m}")))?,
+            );
+        }
 
         let mut entries = Vec::new();
         for (i, b) in raw.binary.into_iter().enumerate() {
@@ -392,9 +546,15 @@ impl Recipe {
             let (src, dest) =
                 copy_paths(&b, &platforms, true).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(b.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
+            let owner = owner(&b.owner).map_err(|m| fail(format!("{label}: owner {m}")))?;
             entries.push(Entry {
                 label,
-                kind: EntryKind::Binary { src, dest, mode },
+                kind: EntryKind::Binary {
+                    src,
+                    dest,
+                    mode,
+                    owner,
+                },
             });
         }
         for (i, f) in raw.file.into_iter().enumerate() {
@@ -402,9 +562,15 @@ impl Recipe {
             let (src, dest) =
                 copy_paths(&f, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(f.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
+            let owner = owner(&f.owner).map_err(|m| fail(format!("{label}: owner {m}")))?;
             entries.push(Entry {
                 label,
-                kind: EntryKind::File { src, dest, mode },
+                kind: EntryKind::File {
+                    src,
+                    dest,
+                    mode,
+                    owner,
+                },
             });
         }
         for (i, t) in raw.tree.into_iter().enumerate() {
@@ -416,18 +582,20 @@ impl Recipe {
             }
             let (src, dest) =
                 copy_paths(&t, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
+            let owner = owner(&t.owner).map_err(|m| fail(format!("{label}: owner {m}")))?;
             entries.push(Entry {
                 label,
-                kind: EntryKind::Tree { src, dest },
+                kind: EntryKind::Tree { src, dest, owner },
             });
         }
         for (i, d) in raw.dir.into_iter().enumerate() {
             let label = format!("[[dir]] #{} ({})", i + 1, d.dest);
             let dest = ImagePath::new(&d.dest).map_err(|m| fail(format!("{label}: dest {m}")))?;
             let mode = parse_mode(d.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
+            let owner = owner(&d.owner).map_err(|m| fail(format!("{label}: owner {m}")))?;
             entries.push(Entry {
                 label,
-                kind: EntryKind::Dir { dest, mode },
+                kind: EntryKind::Dir { dest, mode, owner },
             });
         }
         for (i, s) in raw.symlink.into_iter().enumerate() {
@@ -447,6 +615,22 @@ impl Recipe {
             });
         }
 
+        for (i, l) in raw.library.into_iter().enumerate() {
+            let label = format!("[[library]] #{} ({})", i + 1, l.name);
+            let ok = !l.name.is_empty()
+                && !l.name.contains('\0')
+                && (l.name.starts_with('/') || !l.name.contains('/'));
+            if !ok {
+                return Err(fail(format!(
+                    "{label}: name must be a soname (libfoo.so.1) or an absolute path in the sysroot"
+                )));
+            }
+            entries.push(Entry {
+                label,
+                kind: EntryKind::Library { name: l.name },
+            });
+        }
+
         let mut sysroots = BTreeMap::new();
         for (k, v) in raw.sysroot {
             let p: Platform = k
@@ -460,6 +644,7 @@ impl Recipe {
         let toolchains = raw.toolchains.iter().map(|t| base.join(t)).collect();
 
         Ok(Recipe {
+            runtime,
             path: path.to_path_buf(),
             base,
             sysroots,
@@ -472,6 +657,193 @@ impl Recipe {
             entries,
         })
     }
+}
+
+fn validate_runtime(raw: &RawRecipe) -> std::result::Result<Runtime, String> {
+    let users = if raw.users == Some(true) || !raw.user.is_empty() || !raw.group.is_empty() {
+        if raw.users == Some(false) {
+            return Err("users = false but [[user]] or [[group]] entries are given".into());
+        }
+        let (mut users, mut groups) = base_users();
+        for g in &raw.group {
+            check_account_name(&g.name).map_err(|m| format!("[[group]] {:?}: {m}", g.name))?;
+            if let Some(old) = groups.iter().find(|x| x.name == g.name || x.gid == g.gid) {
+                return Err(format!(
+                    "[[group]] {:?}: name or gid {} already used by {:?}",
+                    g.name, g.gid, old.name
+                ));
+            }
+            groups.push(Group {
+                name: g.name.clone(),
+                gid: g.gid,
+                members: g.members.clone(),
+            });
+        }
+        for u in &raw.user {
+            check_account_name(&u.name).map_err(|m| format!("[[user]] {:?}: {m}", u.name))?;
+            if let Some(old) = users.iter().find(|x| x.name == u.name || x.uid == u.uid) {
+                return Err(format!(
+                    "[[user]] {:?}: name or uid {} already used by {:?}",
+                    u.name, u.uid, old.name
+                ));
+            }
+            let gid = u.gid.unwrap_or(u.uid);
+            if !groups.iter().any(|g| g.gid == gid) {
+                // A user's own group, as useradd makes it.
+                groups.push(Group {
+                    name: u.name.clone(),
+                    gid,
+                    members: Vec::new(),
+                });
+            }
+            let home = u
+                .home
+                .clone()
+                .unwrap_or_else(|| format!("/home/{}", u.name));
+            if !home.starts_with('/') || home.contains(':') || home.contains('\n') {
+                return Err(format!(
+                    "[[user]] {:?}: home must be an absolute path",
+                    u.name
+                ));
+            }
+            let shell = u.shell.clone().unwrap_or_else(|| "/sbin/nologin".into());
+            if shell.contains(':') || shell.contains('\n') {
+                return Err(format!("[[user]] {:?}: invalid shell", u.name));
+            }
+            users.push(User {
+                name: u.name.clone(),
+                uid: u.uid,
+                gid,
+                home,
+                shell,
+            });
+        }
+        users.sort_by_key(|u| u.uid);
+        groups.sort_by_key(|g| g.gid);
+        Some((users, groups))
+    } else {
+        None
+    };
+    let selection =
+        |what: &str, v: &Option<RawSelection>| -> std::result::Result<Option<Selection>, String> {
+            Ok(match v {
+                None | Some(RawSelection::Flag(false)) => None,
+                Some(RawSelection::Flag(true)) => Some(Selection::All),
+                Some(RawSelection::List(l)) => {
+                    for x in l {
+                        if x.is_empty()
+                            || x.starts_with('/')
+                            || x.split('/').any(|c| c == ".." || c.is_empty())
+                        {
+                            return Err(format!("{what}: {x:?} is not a valid name"));
+                        }
+                    }
+                    let mut l = l.clone();
+                    l.sort();
+                    l.dedup();
+                    Some(Selection::Only(l))
+                }
+            })
+        };
+    let nss = raw.nss.clone().unwrap_or_default();
+    for m in &nss {
+        if m.is_empty()
+            || !m
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!("nss: {m:?} is not a module name"));
+        }
+    }
+    let dlopen = match raw.dlopen.as_deref() {
+        None | Some("recommended") => Some(crate::elf::DlopenPriority::Recommended),
+        Some("required") => Some(crate::elf::DlopenPriority::Required),
+        Some("suggested") => Some(crate::elf::DlopenPriority::Suggested),
+        Some("none") => None,
+        Some(other) => {
+            return Err(format!(
+                "dlopen {other:?}: must be \"none\", \"required\", \"recommended\" or \"suggested\""
+            ))
+        }
+    };
+    Ok(Runtime {
+        users,
+        ca_certificates: raw.ca_certificates.unwrap_or(false),
+        tzdata: selection("tzdata", &raw.tzdata)?,
+        nss,
+        gconv: selection("gconv", &raw.gconv)?,
+        libgcc_s: raw.libgcc_s,
+        dlopen,
+        tmp: raw.tmp.unwrap_or(true),
+    })
+}
+
+fn check_account_name(n: &str) -> std::result::Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= 32
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
+        && !n.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err("must be lowercase letters, digits, _ - . and not start with a digit".into())
+    }
+}
+
+/// "uid:gid", "uid", "name" or "name:group" → numbers, names through the
+/// recipe's users.
+fn resolve_owner(
+    spec: &str,
+    users: Option<&(Vec<User>, Vec<Group>)>,
+) -> std::result::Result<Owner, String> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let need_users = || format!("{spec:?} names an account; set users = true or add a [[user]]");
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (n, None),
+        Err(_) => {
+            let (list, _) = users.ok_or_else(need_users)?;
+            let user = list
+                .iter()
+                .find(|x| x.name == u)
+                .ok_or_else(|| format!("no user {u:?} in the image's users"))?;
+            (user.uid, Some(user.gid))
+        }
+    };
+    let gid = match g {
+        None => primary.unwrap_or(uid),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let (_, groups) = users.ok_or_else(need_users)?;
+                groups
+                    .iter()
+                    .find(|x| x.name == g)
+                    .ok_or_else(|| format!("no group {g:?} in the image's groups"))?
+                    .gid
+            }
+        },
+    };
+    Ok(Owner { uid, gid })
+}
+
+/// `[config] user`: names the image knows become "uid:gid", so the runtime
+/// needs no lookup; numbers stay as written.
+fn resolve_config_user(
+    spec: &str,
+    users: Option<&(Vec<User>, Vec<Group>)>,
+) -> std::result::Result<String, String> {
+    let numeric = spec
+        .split(':')
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if numeric {
+        return Ok(spec.to_string());
+    }
+    let o = resolve_owner(spec, users)?;
+    Ok(format!("{}:{}", o.uid, o.gid))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

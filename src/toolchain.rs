@@ -155,6 +155,7 @@ impl Toolchain {
             platform: self.at_platform.clone(),
             flags_mask: self.flags_mask,
             flags: self.flags,
+            dlopen: Some(crate::elf::DlopenPriority::Recommended),
         }
     }
 

@@ -29,6 +29,7 @@ fn config() -> LoaderConfig {
         platform: "x86_64".into(),
         flags_mask: 0,
         flags: 0,
+        dlopen: Some(bareroot::elf::DlopenPriority::Recommended),
     }
 }
 
