@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::build::{self, BuildOptions};
-use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs, PushArgs, RunArgs};
+use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs, PushArgs, RunArgs, WhyArgs};
 use crate::closure::{Closure, Resolver, Root, Side};
 use crate::error::{Error, Result};
 use crate::inspect;
@@ -26,6 +26,7 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result
         Command::Inspect(a) => cmd_inspect(a, out),
         Command::Run(a) => cmd_run(a),
         Command::Push(a) => cmd_push(a, out, err),
+        Command::Why(a) => cmd_why(a, out),
     }
 }
 
@@ -37,20 +38,7 @@ fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
 
 fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
     let recipe = Recipe::load(&a.recipe)?;
-    let mut sysroots = BTreeMap::new();
-    for s in &a.sysroot {
-        let (p, dir) = s.split_once('=').ok_or_else(|| {
-            Error::msg(format!(
-                "parse --sysroot {s:?}: expected PLATFORM=DIR, e.g. linux/arm64=/srv/arm64"
-            ))
-        })?;
-        let platform: Platform = p
-            .parse()
-            .map_err(|e: Error| Error::msg(format!("parse --sysroot {s:?}: {e}")))?;
-        sysroots.insert(platform, PathBuf::from(dir));
-    }
-    // Only sinks other than the layout asked for: build into a temporary
-    // directory rather than leaving out/<name> behind.
+    let sysroots = parse_sysroots(&a.sysroot)?;
     // Parse references before building: a typo should not cost a build.
     let refs = parse_refs(&a.push)?;
     let scratch = if a.output.is_none()
@@ -269,7 +257,13 @@ fn cmd_run(a: RunArgs) -> Result<i32> {
         platform: a.platform.as_deref().map(str::parse).transpose()?,
         args: (!a.args.is_empty()).then_some(a.args),
         entrypoint: a.entrypoint,
+        env: a.env,
     };
+    for e in &opts.env {
+        if !e.contains('=') {
+            return Err(Error::msg(format!("parse --env {e:?}: expected KEY=VALUE")));
+        }
+    }
     crate::run::run(&a.image, &opts, &load_toolchains(&a.toolchains)?)
 }
 
@@ -306,5 +300,65 @@ fn cmd_push(a: PushArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32
     if let Some(r) = reports.first() {
         write_out(out, &format!("{}\n", r.digest))?;
     }
+    Ok(0)
+}
+
+fn parse_sysroots(args: &[String]) -> Result<BTreeMap<Platform, PathBuf>> {
+    let mut sysroots = BTreeMap::new();
+    for s in args {
+        let (p, dir) = s.split_once('=').ok_or_else(|| {
+            Error::msg(format!(
+                "parse --sysroot {s:?}: expected PLATFORM=DIR, e.g. linux/arm64=/srv/arm64"
+            ))
+        })?;
+        let platform: Platform = p
+            .parse()
+            .map_err(|e: Error| Error::msg(format!("parse --sysroot {s:?}: {e}")))?;
+        sysroots.insert(platform, PathBuf::from(dir));
+    }
+    Ok(sysroots)
+}
+
+fn cmd_why(a: WhyArgs, out: &mut dyn Write) -> Result<i32> {
+    let platform: Option<Platform> = a.platform.as_deref().map(str::parse).transpose()?;
+    let toolchains = load_toolchains(&a.toolchains)?;
+    let text = if a.target.is_dir() {
+        let image = crate::run::choose(&a.target, platform.as_ref())?;
+        let p: Platform = image.platform.display().parse()?;
+        let toolchain = toolchains.get(&p)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("bareroot-why-")
+            .tempdir()
+            .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir(&rootfs).map_err(|e| Error::io("create directory", &rootfs, e))?;
+        for l in &image.manifest.layers {
+            crate::run::unpack(&a.target, l, &rootfs)?;
+        }
+        let sys = HostFs::new(&rootfs);
+        let host = HostFs::new("/");
+        let resolver = Resolver::new(&sys, &host, toolchain.loader_config());
+        let closures = crate::why::image_closures(&resolver, &rootfs);
+        let plan = crate::plan::Plan::from_tree(
+            &rootfs,
+            "placed by the recipe; no program in the image loads it",
+        )?;
+        crate::why::explain(&plan, &closures, &resolver, &a.path)?
+    } else {
+        let recipe = Recipe::load(&a.target)?;
+        let opts = BuildOptions {
+            sysroots: parse_sysroots(&a.sysroot)?,
+            toolchains,
+            ..Default::default()
+        };
+        let p = match platform {
+            Some(p) => p,
+            None if recipe.platforms.contains(&Platform::host()) => Platform::host(),
+            None => recipe.platforms[0].clone(),
+        };
+        let toolchains = build::toolchains_for(&recipe, &opts)?;
+        build::explain_platform(&recipe, &p, &opts, &toolchains, &a.path)?
+    };
+    write_out(out, &text)?;
     Ok(0)
 }

@@ -135,6 +135,33 @@ pub fn plan_platform(
     opts: &BuildOptions,
     toolchains: &Toolchains,
 ) -> Result<Plan> {
+    with_planner(recipe, platform, opts, toolchains, |p| p.plan())
+}
+
+/// Why `target` is in the image the recipe makes for `platform`.
+pub fn explain_platform(
+    recipe: &Recipe,
+    platform: &Platform,
+    opts: &BuildOptions,
+    toolchains: &Toolchains,
+    target: &str,
+) -> Result<String> {
+    with_planner(recipe, platform, opts, toolchains, |p| {
+        let resolver = p.resolver;
+        let (plan, closures) = p.plan_with_closures()?;
+        crate::why::explain(&plan, &closures, resolver, target)
+    })
+}
+
+/// Set up the sysroot, resolver and planner for one platform and hand the
+/// planner to `f`.
+fn with_planner<T>(
+    recipe: &Recipe,
+    platform: &Platform,
+    opts: &BuildOptions,
+    toolchains: &Toolchains,
+    f: impl FnOnce(Planner) -> Result<T>,
+) -> Result<T> {
     let toolchain = toolchains.get(platform)?;
     let given = opts
         .sysroots
@@ -150,10 +177,10 @@ pub fn plan_platform(
             Err(e) => (Box::new(sysroot::MemFs::new()), format!("no sysroot ({e})")),
         };
     let host = HostFs::new("/");
-    let resolver = Resolver::new(sys.as_ref(), &host, toolchain.loader_config());
-    Planner::new(recipe, platform, toolchain, &resolver)
-        .with_sysroot(description)
-        .plan()
+    let mut config = toolchain.loader_config();
+    config.dlopen = recipe.runtime.dlopen;
+    let resolver = Resolver::new(sys.as_ref(), &host, config);
+    f(Planner::new(recipe, platform, toolchain, &resolver).with_sysroot(description))
 }
 
 /// The embedded and `--toolchains` toolchains plus the recipe's own.

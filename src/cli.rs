@@ -50,6 +50,30 @@ pub enum Command {
     /// run again sends only what is missing. Credentials come from
     /// REGISTRY_AUTH_FILE, the containers auth.json or Docker's config.json.
     Push(PushArgs),
+    /// Explain why a path is in an image: the chain from a recipe entry or
+    /// profile through PT_INTERP, DT_NEEDED (and how it was found) and
+    /// .note.dlopen.
+    ///
+    /// Given a recipe, the build's own analysis is replayed; given an image
+    /// layout, the image is analyzed as its own sysroot.
+    Why(WhyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WhyArgs {
+    /// A recipe (.toml) or an OCI image layout directory.
+    pub target: PathBuf,
+    /// The path in the image, e.g. /usr/lib/x86_64-linux-gnu/libonig.so.5.
+    pub path: String,
+    /// Which platform's image [default: the host's, or the only one].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Use DIR as the sysroot for PLATFORM (recipes only; repeatable).
+    #[arg(long, value_name = "PLATFORM=DIR")]
+    pub sysroot: Vec<String>,
+    /// Add toolchain files (a .toml file or a directory of them).
+    #[arg(long, value_name = "PATH")]
+    pub toolchains: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -84,6 +108,10 @@ pub struct RunArgs {
     /// dropped unless arguments are given).
     #[arg(long, value_name = "PATH")]
     pub entrypoint: Option<String>,
+    /// Set an environment variable for the program (repeatable), over the
+    /// image's own env.
+    #[arg(long, short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
     /// Arguments replacing the image's cmd (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,

@@ -646,7 +646,8 @@ fn glob(fs: &dyn Fs, pattern: &Path) -> Vec<PathBuf> {
     names.into_iter().map(|n| dir.join(n)).collect()
 }
 
-fn wildmatch(p: &[u8], s: &[u8]) -> bool {
+/// fnmatch(3)-style matching of `*`, `?` and `[...]` (no special '/').
+pub(crate) fn wildmatch(p: &[u8], s: &[u8]) -> bool {
     match p.first() {
         None => s.is_empty(),
         Some(b'*') => (0..=s.len()).any(|i| wildmatch(&p[1..], &s[i..])),

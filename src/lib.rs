@@ -24,5 +24,6 @@ pub mod symbols;
 pub mod sysroot;
 pub mod timefmt;
 pub mod toolchain;
+pub mod why;
 
 pub use error::{Error, Result};

@@ -178,6 +178,43 @@ impl Plan {
         }
     }
 
+    /// A plan listing what an unpacked tree holds (for explaining an image).
+    pub fn from_tree(root: &Path, why: &str) -> Result<Plan> {
+        let mut plan = Plan::default();
+        for e in WalkDir::new(root).sort_by_file_name().min_depth(1) {
+            let e = e.map_err(|e| Error::msg(format!("read {}: {e}", root.display())))?;
+            let rel = e.path().strip_prefix(root).expect("under root");
+            let Ok(at) = ImagePath::from_path(rel) else {
+                continue;
+            };
+            let kind = if e.file_type().is_dir() {
+                ItemKind::Dir
+            } else if e.file_type().is_symlink() {
+                let t = fs::read_link(e.path()).with_path("read link", e.path())?;
+                ItemKind::Symlink {
+                    target: t.to_string_lossy().into_owned(),
+                }
+            } else {
+                ItemKind::File {
+                    src: e.path().to_path_buf(),
+                    size: e.metadata().map(|m| m.len()).unwrap_or(0),
+                }
+            };
+            plan.entries.insert(
+                at,
+                Item {
+                    kind,
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                    why: why.to_string(),
+                    explicit: false,
+                },
+            );
+        }
+        Ok(plan)
+    }
+
     /// Number of regular files and their total size.
     pub fn file_stats(&self) -> (usize, u64) {
         self.entries
@@ -310,7 +347,12 @@ impl<'a> Planner<'a> {
     /// Lay out every entry. Libraries and interpreters come first, so that
     /// the sysroot's own directory symlinks (`/lib -> usr/lib`) are in place
     /// before recipe paths are resolved through them.
-    pub fn plan(mut self) -> Result<Plan> {
+    pub fn plan(self) -> Result<Plan> {
+        self.plan_with_closures().map(|(plan, _)| plan)
+    }
+
+    /// [`Planner::plan`], also returning every closure it found.
+    pub fn plan_with_closures(mut self) -> Result<(Plan, Vec<crate::symbols::Checked>)> {
         let mut deps: BTreeMap<(PathBuf, Side, PathBuf), String> = BTreeMap::new();
         let mut later: Vec<(ImagePath, Item, String)> = Vec::new();
         for entry in &self.recipe.entries {
@@ -397,15 +439,21 @@ impl<'a> Planner<'a> {
                         entry.label.clone(),
                     ));
                 }
-                EntryKind::Tree { src, dest, owner } => {
+                EntryKind::Tree {
+                    src,
+                    dest,
+                    owner,
+                    exclude,
+                } => {
                     let (side, path, host) = self.source_any(src).map_err(fail)?;
                     let start = later.len();
-                    self.tree(
+                    self.tree_excluding(
                         &entry.label,
                         side,
                         &path,
                         &host,
                         dest,
+                        exclude,
                         &mut deps,
                         &mut later,
                     )?;
@@ -462,7 +510,7 @@ impl<'a> Planner<'a> {
         }
         crate::symbols::check(self.resolver, &self.closures.borrow())
             .map_err(|m| Error::msg(format!("check symbol versions for {}: {m}", self.platform)))?;
-        Ok(self.plan)
+        Ok((self.plan, self.closures.into_inner()))
     }
 
     /// A library by soname (found as dlopen from a plain library would find
@@ -654,6 +702,22 @@ impl<'a> Planner<'a> {
         deps: &mut BTreeMap<(PathBuf, Side, PathBuf), String>,
         later: &mut Vec<(ImagePath, Item, String)>,
     ) -> Result<()> {
+        self.tree_excluding(label, side, path, host, dest, &[], deps, later)
+    }
+
+    /// [`Planner::tree`] leaving out what `exclude` matches.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tree_excluding(
+        &self,
+        label: &str,
+        side: Side,
+        path: &Path,
+        host: &Path,
+        dest: &ImagePath,
+        exclude: &[String],
+        deps: &mut BTreeMap<(PathBuf, Side, PathBuf), String>,
+        later: &mut Vec<(ImagePath, Item, String)>,
+    ) -> Result<()> {
         let fail = |m: String| Error::msg(format!("{label}: {m}"));
         let r = sysroot::resolve(self.resolver.fs(side), path).map_err(|e| {
             fail(format!(
@@ -666,9 +730,27 @@ impl<'a> Planner<'a> {
             return Err(fail(format!("{} is not a directory", host.display())));
         }
         let root_host = self.resolver.fs(side).host_path(&r.real);
+        let excluded = |e: &walkdir::DirEntry| -> bool {
+            let rel = e.path().strip_prefix(&root_host).unwrap_or(e.path());
+            let rel = rel.to_string_lossy();
+            let name = e.file_name().to_string_lossy();
+            !rel.is_empty()
+                && exclude.iter().any(|x| {
+                    if x.contains('/') {
+                        crate::closure::wildmatch(
+                            x.trim_start_matches('/').as_bytes(),
+                            rel.as_bytes(),
+                        )
+                    } else {
+                        crate::closure::wildmatch(x.as_bytes(), name.as_bytes())
+                    }
+                })
+        };
         let walker = WalkDir::new(&root_host)
             .follow_links(false)
-            .sort_by_file_name();
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| !excluded(e));
         for entry in walker {
             let entry = entry.map_err(|e| {
                 let p = e

@@ -110,6 +110,9 @@ struct RawCopy {
     dest: Option<String>,
     mode: Option<RawMode>,
     owner: Option<String>,
+    /// `[[tree]]` only: glob patterns of paths to leave out.
+    #[serde(default)]
+    exclude: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -385,6 +388,9 @@ pub enum EntryKind {
         src: SrcSpec,
         dest: ImagePath,
         owner: Option<Owner>,
+        /// Glob patterns: without '/', matched against every file name
+        /// (`__pycache__`); with '/', against the path from the tree's root.
+        exclude: Vec<String>,
     },
     Dir {
         dest: ImagePath,
@@ -543,6 +549,9 @@ impl Recipe {
         let mut entries = Vec::new();
         for (i, b) in raw.binary.into_iter().enumerate() {
             let label = format!("[[binary]] #{} ({})", i + 1, b.src);
+            if !b.exclude.is_empty() {
+                return Err(fail(format!("{label}: exclude is only for [[tree]]")));
+            }
             let (src, dest) =
                 copy_paths(&b, &platforms, true).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(b.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
@@ -559,6 +568,9 @@ impl Recipe {
         }
         for (i, f) in raw.file.into_iter().enumerate() {
             let label = format!("[[file]] #{} ({})", i + 1, f.src);
+            if !f.exclude.is_empty() {
+                return Err(fail(format!("{label}: exclude is only for [[tree]]")));
+            }
             let (src, dest) =
                 copy_paths(&f, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(f.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
@@ -583,9 +595,19 @@ impl Recipe {
             let (src, dest) =
                 copy_paths(&t, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
             let owner = owner(&t.owner).map_err(|m| fail(format!("{label}: owner {m}")))?;
+            for x in &t.exclude {
+                if x.is_empty() || x.contains('\0') {
+                    return Err(fail(format!("{label}: exclude patterns must be non-empty")));
+                }
+            }
             entries.push(Entry {
                 label,
-                kind: EntryKind::Tree { src, dest, owner },
+                kind: EntryKind::Tree {
+                    src,
+                    dest,
+                    owner,
+                    exclude: t.exclude,
+                },
             });
         }
         for (i, d) in raw.dir.into_iter().enumerate() {

@@ -32,6 +32,8 @@ pub struct RunOptions {
     /// Replace the image's `entrypoint` (and drop its `cmd`), like
     /// `podman run --entrypoint`.
     pub entrypoint: Option<String>,
+    /// KEY=VALUE settings over the image's env.
+    pub env: Vec<String>,
 }
 
 /// Run the image at `layout`; the result is the program's exit code.
@@ -97,7 +99,7 @@ pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<
     let workdir = c.working_dir.clone().unwrap_or_else(|| "/".into());
     let mut cmd = Command::new(&exec[0]);
     cmd.args(&exec[1..]).env_clear();
-    for e in &c.env {
+    for e in c.env.iter().chain(&opts.env) {
         if let Some((k, v)) = e.split_once('=') {
             cmd.env(k, v);
         }
@@ -168,7 +170,7 @@ pub fn choose(layout: &Path, want: Option<&Platform>) -> Result<FoundImage> {
 }
 
 /// Unpack one layer into `rootfs`, refusing paths that leave it.
-fn unpack(layout: &Path, l: &oci::Descriptor, rootfs: &Path) -> Result<()> {
+pub fn unpack(layout: &Path, l: &oci::Descriptor, rootfs: &Path) -> Result<()> {
     let reader = layer_reader(layout, l)?;
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);

@@ -1,0 +1,140 @@
+//! `bareroot why`: the chain that put a path in an image — from a recipe
+//! entry or profile through PT_INTERP, DT_NEEDED (found via RPATH, RUNPATH,
+//! ld.so.conf or a default directory) and `.note.dlopen`.
+
+use std::path::{Path, PathBuf};
+
+use crate::closure::{Dep, Resolver};
+use crate::error::{Error, Result};
+use crate::plan::{ItemKind, Plan};
+use crate::recipe::ImagePath;
+use crate::symbols::Checked;
+use crate::sysroot;
+
+/// Explain `target` (an absolute path in the image).
+pub fn explain(
+    plan: &Plan,
+    closures: &[Checked],
+    resolver: &Resolver,
+    target: &str,
+) -> Result<String> {
+    let path =
+        ImagePath::new(target).map_err(|m| Error::msg(format!("explain {target:?}: {m}")))?;
+    let Some(item) = plan.entries.get(&path) else {
+        return Err(Error::msg(format!("explain {path}: not in the image")));
+    };
+    let kind = match &item.kind {
+        ItemKind::Dir => "directory",
+        ItemKind::Symlink { .. } => "symlink",
+        ItemKind::File { .. } | ItemKind::Data { .. } => "file",
+    };
+    let mut out = format!("{path} ({kind}) is in the image because:\n");
+    let mut found = false;
+    for c in closures {
+        for dep in c.closure.interpreter.iter().chain(&c.closure.libraries) {
+            if !places(resolver, dep, path.as_path()) {
+                continue;
+            }
+            found = true;
+            out.push_str(&format!("  {}\n", c.label));
+            for step in chain(c, dep) {
+                out.push_str(&format!("    {step}\n"));
+            }
+            break;
+        }
+    }
+    if !found {
+        out.push_str(&format!("  {}\n", item.why));
+    }
+    Ok(out)
+}
+
+/// Does the image entry `target` come from placing `dep` (its file, or a
+/// symlink the loader follows to it)?
+fn places(resolver: &Resolver, dep: &Dep, target: &Path) -> bool {
+    if dep.image_path == target || dep.real == target {
+        return true;
+    }
+    if dep.image_path != sysroot::normalize(&dep.path) {
+        return false;
+    }
+    sysroot::resolve(resolver.fs(dep.side), &dep.path)
+        .map(|r| r.links.iter().any(|l| l.at == target))
+        .unwrap_or(false)
+}
+
+/// The steps from the root object to `dep`, outermost first.
+fn chain(c: &Checked, dep: &Dep) -> Vec<String> {
+    let mut steps = Vec::new();
+    let mut cur = dep;
+    let mut guard = 0;
+    loop {
+        steps.push(format!(
+            "{} needs {} ({}) → {}{}",
+            cur.needed_by.display(),
+            cur.name,
+            cur.via.as_str(),
+            cur.path.display(),
+            if cur.real != cur.path {
+                format!(" = {}", cur.real.display())
+            } else {
+                String::new()
+            }
+        ));
+        guard += 1;
+        if cur.needed_by == c.root || guard > 64 {
+            break;
+        }
+        let parent: Option<&Dep> = c
+            .closure
+            .interpreter
+            .iter()
+            .chain(&c.closure.libraries)
+            .find(|d| d.path == cur.needed_by);
+        match parent {
+            Some(p) => cur = p,
+            None => break,
+        }
+    }
+    steps.reverse();
+    steps
+}
+
+/// Analyze an unpacked image as its own sysroot: every ELF program in it,
+/// as roots, for `explain`.
+pub fn image_closures(resolver: &Resolver, rootfs: &Path) -> Vec<Checked> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(rootfs)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let Ok(rel) = e.path().strip_prefix(rootfs) else {
+            continue;
+        };
+        let path = PathBuf::from("/").join(rel);
+        let Ok(info) = resolver.parse(crate::closure::Side::Sysroot, &path) else {
+            continue;
+        };
+        if info.interpreter.is_none() {
+            continue;
+        }
+        let root = crate::closure::Root {
+            side: crate::closure::Side::Sysroot,
+            path: path.clone(),
+            image_path: path.clone(),
+        };
+        if let Ok(closure) = resolver.closure(&root) {
+            out.push(Checked {
+                label: format!("the program {}", path.display()),
+                root_side: crate::closure::Side::Sysroot,
+                root: path,
+                closure,
+            });
+        }
+    }
+    out
+}
