@@ -13,6 +13,7 @@ pub mod elf;
 pub mod error;
 pub mod inspect;
 pub mod layer;
+pub mod ldcache;
 pub mod oci;
 pub mod plan;
 pub mod platform;

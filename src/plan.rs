@@ -338,6 +338,14 @@ impl<'a> Planner<'a> {
         }
     }
 
+    pub(crate) fn plan_ref(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub(crate) fn plan_mut(&mut self) -> &mut Plan {
+        &mut self.plan
+    }
+
     /// Name the sysroot (or say why there is none) in messages about it.
     pub fn with_sysroot(mut self, description: String) -> Planner<'a> {
         self.sysroot = description;
@@ -508,6 +516,7 @@ impl<'a> Planner<'a> {
                 .insert(&dest, item)
                 .map_err(|m| Error::msg(format!("{label}: place {dest}: {m}")))?;
         }
+        self.add_ld_so_cache()?;
         crate::symbols::check(self.resolver, &self.closures.borrow())
             .map_err(|m| Error::msg(format!("check symbol versions for {}: {m}", self.platform)))?;
         Ok((self.plan, self.closures.into_inner()))

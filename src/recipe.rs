@@ -52,6 +52,7 @@ struct RawRecipe {
     libgcc_s: Option<bool>,
     dlopen: Option<String>,
     tmp: Option<bool>,
+    ld_so_cache: Option<bool>,
 }
 
 /// `true`/`false` or a list of names.
@@ -231,6 +232,9 @@ pub struct Runtime {
     pub dlopen: Option<crate::elf::DlopenPriority>,
     /// `/tmp` with mode 1777 (default true).
     pub tmp: bool,
+    /// `/etc/ld.so.cache` for the image's libraries (None: when glibc is in
+    /// the image).
+    pub ld_so_cache: Option<bool>,
 }
 
 /// The users every `users` image has, as distroless writes them.
@@ -797,6 +801,7 @@ fn validate_runtime(raw: &RawRecipe) -> std::result::Result<Runtime, String> {
         libgcc_s: raw.libgcc_s,
         dlopen,
         tmp: raw.tmp.unwrap_or(true),
+        ld_so_cache: raw.ld_so_cache,
     })
 }
 

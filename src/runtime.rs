@@ -138,6 +138,40 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// `/etc/ld.so.cache` for the finished plan's libraries.
+    pub(crate) fn add_ld_so_cache(&mut self) -> Result<()> {
+        let want = match self.recipe.runtime.ld_so_cache {
+            Some(w) => w,
+            None => self.has_glibc(),
+        };
+        let at = ImagePath::new("/etc/ld.so.cache").expect("valid");
+        if !want || self.plan_ref().entries.contains_key(&at) {
+            return Ok(());
+        }
+        let parse = |p: &Path| -> Option<Arc<crate::elf::ElfInfo>> {
+            let meta = std::fs::metadata(p).ok()?;
+            if meta.len() > crate::elf::MAX_ELF_SIZE {
+                return None;
+            }
+            let bytes = std::fs::read(p).ok()?;
+            crate::elf::parse(&bytes).ok().map(Arc::new)
+        };
+        let bytes = crate::ldcache::generate(
+            self.plan_ref(),
+            self.toolchain.cache_flags,
+            self.toolchain.little_endian,
+            parse,
+        );
+        let (path, item, _) = data(
+            "/etc/ld.so.cache",
+            bytes,
+            "ld.so.cache for the image's libraries",
+        );
+        self.plan_mut()
+            .insert(&path, item)
+            .map_err(|m| Error::msg(format!("ld.so.cache: place {path}: {m}")))
+    }
+
     fn recipe_has(&self, f: impl Fn(&EntryKind) -> bool) -> bool {
         self.recipe.entries.iter().any(|e| f(&e.kind))
     }

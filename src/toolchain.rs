@@ -54,6 +54,8 @@ pub struct Toolchain {
     pub triplet: String,
     /// What `$PLATFORM` expands to (AT_PLATFORM).
     pub at_platform: String,
+    /// Flag word of this ABI's ld.so.cache entries.
+    pub cache_flags: i32,
     /// The loader's built-in search directories, in order.
     pub default_dirs: Vec<String>,
     /// Default sysroot when this is not the host platform (Debian's
@@ -90,6 +92,7 @@ struct RawElf {
 struct RawLoader {
     triplet: String,
     at_platform: String,
+    cache_flags: i32,
     default_dirs: Vec<String>,
 }
 
@@ -141,6 +144,7 @@ impl Toolchain {
             float_abi: raw.elf.float_abi,
             triplet: raw.loader.triplet,
             at_platform: raw.loader.at_platform,
+            cache_flags: raw.loader.cache_flags,
             default_dirs: raw.loader.default_dirs,
             cross_sysroot: raw.sysroot.cross,
             qemu: raw.sysroot.qemu,
