@@ -253,37 +253,6 @@ pub fn machine_name(machine: u16) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rejects_non_elf_and_garbage() {
-        assert_eq!(parse(b"#!/bin/sh\n").unwrap_err(), "not an ELF file");
-        let mut junk = b"\x7fELF\x02\x01\x01".to_vec();
-        junk.resize(80, 0xff);
-        assert!(parse(&junk).unwrap_err().starts_with("malformed ELF"));
-    }
-
-    #[test]
-    fn parses_own_test_binary() {
-        let exe = std::env::current_exe().unwrap();
-        let bytes = std::fs::read(exe).unwrap();
-        let info = parse(&bytes).unwrap();
-        assert_eq!(info.machine, machine_of_host());
-        assert!(info.interpreter.is_some() || info.is_static());
-    }
-
-    fn machine_of_host() -> u16 {
-        use goblin::elf::header::*;
-        match std::env::consts::ARCH {
-            "x86_64" => EM_X86_64,
-            "aarch64" => EM_AARCH64,
-            _ => 0,
-        }
-    }
-}
-
 /// The bytes of the section called `name`, if the file has section headers
 /// and that section lies inside the file.
 pub fn section_data<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
@@ -314,4 +283,35 @@ pub fn read_vaddr(bytes: &[u8], vaddr: u64, len: usize) -> Option<&[u8]> {
     })?;
     let start = usize::try_from(ph.p_offset.checked_add(vaddr - ph.p_vaddr)?).ok()?;
     bytes.get(start..start.checked_add(len)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_elf_and_garbage() {
+        assert_eq!(parse(b"#!/bin/sh\n").unwrap_err(), "not an ELF file");
+        let mut junk = b"\x7fELF\x02\x01\x01".to_vec();
+        junk.resize(80, 0xff);
+        assert!(parse(&junk).unwrap_err().starts_with("malformed ELF"));
+    }
+
+    #[test]
+    fn parses_own_test_binary() {
+        let exe = std::env::current_exe().unwrap();
+        let bytes = std::fs::read(exe).unwrap();
+        let info = parse(&bytes).unwrap();
+        assert_eq!(info.machine, machine_of_host());
+        assert!(info.interpreter.is_some() || info.is_static());
+    }
+
+    fn machine_of_host() -> u16 {
+        use goblin::elf::header::*;
+        match std::env::consts::ARCH {
+            "x86_64" => EM_X86_64,
+            "aarch64" => EM_AARCH64,
+            _ => 0,
+        }
+    }
 }

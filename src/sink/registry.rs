@@ -407,9 +407,23 @@ impl<'o> Client<'o> {
             )));
         }
         // A failure in the middle of an upload starts it over (a new
-        // session): the registry discards the partial one.
+        // session): the registry discards the partial one. If the blob
+        // arrived after all (the reply was lost), it is not sent again.
         let mut last = None;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                let head = self.request(
+                    "HEAD",
+                    &self.url(&format!("blobs/{}", d.digest)),
+                    &[],
+                    Body::Empty,
+                )?;
+                if head.status == 200 {
+                    report.blobs_uploaded += 1;
+                    report.bytes_uploaded += size;
+                    return Ok(());
+                }
+            }
             match self.upload(blob, size, mount_from, report) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.retryable => last = Some(e.error),
@@ -433,7 +447,12 @@ impl<'o> Client<'o> {
             start.push_str(&format!("?mount={}&from={from}", d.digest));
         }
         let r = self
-            .request("POST", &start, &[], Body::Empty)
+            .request(
+                "POST",
+                &start,
+                &[("Content-Length", "0".into())],
+                Body::Empty,
+            )
             .map_err(Retry::fatal)?;
         match r.status {
             201 if mount_from.is_some() => {
@@ -477,7 +496,7 @@ impl<'o> Client<'o> {
                         .request("PATCH", &location, &headers, body)
                         .map_err(Retry::fatal)?;
                     if r.status != 202 {
-                        return Err(self.retry_error(&what, r.status, &r.body));
+                        return Err(self.session_error(&what, r.status, &r.body));
                     }
                     if let Some(l) = &r.location {
                         location = self.absolute(l);
@@ -514,7 +533,7 @@ impl<'o> Client<'o> {
 
     fn finish_upload(&self, what: &str, r: &Reply, digest: &str) -> std::result::Result<(), Retry> {
         if r.status != 201 {
-            return Err(self.retry_error(what, r.status, &r.body));
+            return Err(self.session_error(what, r.status, &r.body));
         }
         match &r.digest {
             Some(got) if got != digest => Err(Retry::fatal(Error::msg(format!(
@@ -767,6 +786,16 @@ impl<'o> Client<'o> {
             "{what}: registry answered {status}{}",
             summary(body)
         ))
+    }
+
+    /// A request on an upload session failed: a session the registry no
+    /// longer knows or will not continue (404, 416: e.g. after a broken-off
+    /// body) is started over.
+    fn session_error(&self, what: &str, status: u16, body: &str) -> Retry {
+        Retry {
+            retryable: retryable_status(status) || status == 404 || status == 416,
+            error: self.status_error(what, status, body),
+        }
     }
 
     fn retry_error(&self, what: &str, status: u16, body: &str) -> Retry {
