@@ -1391,8 +1391,41 @@ fn distribution_push_with_basic_auth_takes_credentials_from_auth_files() {
     let o = push(&format!("{host}/team/app:2"), &[("DOCKER_CONFIG", &docker)]);
     assert_success(&o, "a push with DOCKER_CONFIG", &reg.log());
 
+    // credHelpers: docker-credential-<name> get, the registry on stdin.
+    let helpers = tmp.path().join("helpers");
+    fs::create_dir_all(&helpers).unwrap();
+    let script = helpers.join("docker-credential-bareroottest");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread host\n[ \"$host\" = \"{host}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$host\"\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let helper_config = tmp.path().join("helper-config");
+    fs::create_dir_all(&helper_config).unwrap();
+    fs::write(
+        helper_config.join("config.json"),
+        format!("{{\"credHelpers\":{{\"{host}\":\"bareroottest\"}}}}"),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        helpers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = push(
+        &format!("{host}/team/app:3"),
+        &[
+            ("DOCKER_CONFIG", &helper_config),
+            ("PATH", Path::new(&path)),
+        ],
+    );
+    assert_success(&o, "a push with a credential helper", &reg.log());
+
     let creds = format!("--creds={USER}:{PASSWORD}");
-    for tag in ["1", "2"] {
+    for tag in ["1", "2", "3"] {
         let o = skopeo_inspect_raw(&format!("{host}/team/app:{tag}"), &[&creds]);
         assert_success(&o, "skopeo inspect", &reg.log());
         assert_eq!(sha256(&o.stdout), shell.digest);
