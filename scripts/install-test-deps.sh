@@ -3,15 +3,15 @@
 # Safe to run repeatedly; needs root (or sudo) only when something must be installed.
 set -euo pipefail
 
-# command-to-check:package
+# command-to-check (or absolute path, for what recipes name by path):package
 needs=(
   podman:podman
   runc:runc
   umoci:umoci
   skopeo:skopeo
   busybox:busybox-static
-  jq:jq
-  sqlite3:sqlite3
+  /usr/bin/jq:jq
+  /usr/bin/sqlite3:sqlite3
   chroot:coreutils
   tar:tar
   cc:gcc
@@ -26,6 +26,10 @@ needs=(
   docker-registry:docker-registry
   readelf:binutils
   htpasswd:apache2-utils
+  /usr/bin/curl:curl
+  openssl:openssl
+  /usr/bin/python3.11:python3
+  getent:libc-bin
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -34,6 +38,7 @@ for pair in "${needs[@]}"; do
     uidmap) dpkg -s uidmap >/dev/null 2>&1 || missing+=("$pkg") ;;
     busybox) [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && \
                ! ldd /bin/busybox >/dev/null 2>&1 || missing+=("$pkg") ;;
+    /*) [ -x "$cmd" ] || missing+=("$pkg") ;;
     *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac
 done

@@ -13,3 +13,4 @@ mod multiarch;
 mod oracle;
 mod repro;
 mod resolver;
+mod tls;
