@@ -559,7 +559,7 @@ impl Recipe {
             let (src, dest) =
                 copy_paths(&b, &platforms, true).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(b.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
-            let owner = owner(&b.owner).map_err(|m| fail(format!("{label}: owner {m}")))?;
+            let owner = owner(&b.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
             entries.push(Entry {
                 label,
                 kind: EntryKind::Binary {
@@ -578,7 +578,7 @@ impl Recipe {
             let (src, dest) =
                 copy_paths(&f, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(f.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
-            let owner = owner(&f.owner).map_err(|m| fail(format!("{label}: owner {m}")))?;
+            let owner = owner(&f.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
             entries.push(Entry {
                 label,
                 kind: EntryKind::File {
@@ -598,7 +598,7 @@ impl Recipe {
             }
             let (src, dest) =
                 copy_paths(&t, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
-            let owner = owner(&t.owner).map_err(|m| fail(format!("{label}: owner {m}")))?;
+            let owner = owner(&t.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
             for x in &t.exclude {
                 if x.is_empty() || x.contains('\0') {
                     return Err(fail(format!("{label}: exclude patterns must be non-empty")));
@@ -618,7 +618,7 @@ impl Recipe {
             let label = format!("[[dir]] #{} ({})", i + 1, d.dest);
             let dest = ImagePath::new(&d.dest).map_err(|m| fail(format!("{label}: dest {m}")))?;
             let mode = parse_mode(d.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
-            let owner = owner(&d.owner).map_err(|m| fail(format!("{label}: owner {m}")))?;
+            let owner = owner(&d.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
             entries.push(Entry {
                 label,
                 kind: EntryKind::Dir { dest, mode, owner },
@@ -744,8 +744,8 @@ fn validate_runtime(raw: &RawRecipe) -> std::result::Result<Runtime, String> {
                 shell,
             });
         }
-        users.sort_by_key(|u| u.uid);
-        groups.sort_by_key(|g| g.gid);
+        // Distroless's order for the base entries, then the recipe's own in
+        // recipe order: deterministic either way.
         Some((users, groups))
     } else {
         None

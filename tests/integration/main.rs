@@ -13,4 +13,5 @@ mod multiarch;
 mod oracle;
 mod repro;
 mod resolver;
+mod runtime;
 mod tls;
