@@ -43,6 +43,14 @@ for pair in "${needs[@]}"; do
   esac
 done
 
+# The SPDX validator comes from PyPI.
+if ! command -v pyspdxtools >/dev/null 2>&1; then
+  echo "install-test-deps: installing spdx-tools (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check spdx-tools
+  # pyenv's shims learn of new scripts only on a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-test-deps: everything present"
   exit 0

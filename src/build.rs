@@ -9,15 +9,18 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::closure::Resolver;
+use crate::dpkg::DpkgDb;
 use crate::error::{Error, IoResultExt, Result, ResultExt};
 use crate::layer::{self, LayerInfo};
 use crate::oci::{
     self, Descriptor, History, ImageConfigJson, Index, LayoutWriter, Manifest, RootFs,
     RuntimeConfig,
 };
-use crate::plan::{Plan, Planner};
+use crate::plan::{Item, ItemKind, Plan, Planner, FILE_MODE};
 use crate::platform::Platform;
+use crate::recipe::ImagePath;
 use crate::recipe::Recipe;
+use crate::sbom;
 use crate::sysroot::{self, HostFs};
 use crate::timefmt::rfc3339;
 use crate::toolchain::Toolchains;
@@ -128,14 +131,97 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     })
 }
 
-/// Resolve one platform's plan (exposed for `bareroot closure`-like tools and tests).
+/// Resolve one platform's plan, package metadata included.
 pub fn plan_platform(
     recipe: &Recipe,
     platform: &Platform,
     opts: &BuildOptions,
     toolchains: &Toolchains,
 ) -> Result<Plan> {
-    with_planner(recipe, platform, opts, toolchains, |p| p.plan())
+    plan_with_packages(recipe, platform, opts, toolchains).map(|(plan, _)| plan)
+}
+
+/// The plan and the dpkg databases its files came from. For every file a
+/// package owns, the image gets what scanners read (as distroless has it):
+/// `/var/lib/dpkg/status.d/<package>` and `<package>.md5sums`, the
+/// package's copyright file, and `/etc/os-release`.
+pub fn plan_with_packages(
+    recipe: &Recipe,
+    platform: &Platform,
+    opts: &BuildOptions,
+    toolchains: &Toolchains,
+) -> Result<(Plan, Vec<DpkgDb>)> {
+    let mut plan = with_planner(recipe, platform, opts, toolchains, |p| p.plan())?;
+    let toolchain = toolchains.get(platform)?;
+    let given = opts
+        .sysroots
+        .get(platform)
+        .or_else(|| recipe.sysroots.get(platform));
+    let roots: Vec<PathBuf> = match given {
+        Some(dir) => vec![dir.clone()],
+        None if toolchain.is_host() => vec![PathBuf::from("/")],
+        // The cross tree has no dpkg database; the host's knows the
+        // multiarch packages of this architecture.
+        None => vec![PathBuf::from("/")],
+    };
+    let mut dbs = Vec::new();
+    for r in &roots {
+        if let Some(db) = DpkgDb::load(r)? {
+            dbs.push(db);
+        }
+    }
+    if dbs.is_empty() {
+        return Ok((plan, dbs));
+    }
+    let why = "package metadata for scanners";
+    let fail = |m: String| Error::msg(format!("{why}: {m}"));
+    let file_item = |src: PathBuf| -> Result<Item> {
+        let size = fs::metadata(&src).with_path("stat", &src)?.len();
+        Ok(Item {
+            kind: ItemKind::File { src, size },
+            mode: FILE_MODE,
+            uid: 0,
+            gid: 0,
+            why: why.into(),
+            explicit: false,
+        })
+    };
+    for (at, src) in sbom::copyright_files(&plan, &dbs) {
+        let at = ImagePath::new(&at).map_err(&fail)?;
+        if !plan.entries.contains_key(&at) {
+            plan.insert(&at, file_item(src)?).map_err(&fail)?;
+        }
+    }
+    let mut metadata = sbom::package_metadata(&plan, &dbs)?;
+    if !metadata.is_empty() {
+        let os_release = ImagePath::new("/etc/os-release").expect("valid");
+        if !plan.entries.contains_key(&os_release) {
+            for candidate in ["etc/os-release", "usr/lib/os-release"] {
+                let p = dbs[0].root().join(candidate);
+                if let Ok(real) = fs::canonicalize(&p) {
+                    plan.insert(&os_release, file_item(real)?).map_err(&fail)?;
+                    // Its package (base-files) belongs in status.d too.
+                    metadata = sbom::package_metadata(&plan, &dbs)?;
+                    break;
+                }
+            }
+        }
+    }
+    for (at, bytes) in metadata {
+        let at = ImagePath::new(&at).map_err(&fail)?;
+        let item = Item {
+            kind: ItemKind::Data {
+                bytes: bytes.into(),
+            },
+            mode: FILE_MODE,
+            uid: 0,
+            gid: 0,
+            why: why.into(),
+            explicit: true,
+        };
+        plan.insert(&at, item).map_err(&fail)?;
+    }
+    Ok((plan, dbs))
 }
 
 /// Why `target` is in the image the recipe makes for `platform`.
@@ -201,7 +287,7 @@ fn build_platform(
     epoch: u64,
     layout: &mut LayoutWriter,
 ) -> Result<BuiltImage> {
-    let plan = plan_platform(recipe, platform, opts, toolchains)?;
+    let (plan, dbs) = plan_with_packages(recipe, platform, opts, toolchains)?;
     let (files, bytes) = plan.file_stats();
 
     let (file, temp) = layout.temp_file()?;
@@ -262,6 +348,19 @@ fn build_platform(
     };
     let mut desc = layout.put_json(oci::MEDIA_TYPE_MANIFEST, &manifest)?;
     desc.platform = Some(platform.into());
+    // The SPDX SBOM, next to index.json; its namespace and timestamps
+    // derive from the manifest digest and the epoch.
+    let sbom_bytes = sbom::spdx(&sbom::SbomInput {
+        name: &recipe.name,
+        tag: &recipe.tag,
+        platform,
+        epoch,
+        manifest_digest: &desc.digest,
+        plan: &plan,
+        dbs: &dbs,
+    })?;
+    let sbom_path = layout.root().join(sbom_file_name(platform));
+    fs::write(&sbom_path, sbom_bytes).with_path("write", &sbom_path)?;
     Ok(BuiltImage {
         platform: platform.clone(),
         manifest: desc,
@@ -269,6 +368,11 @@ fn build_platform(
         files,
         bytes,
     })
+}
+
+/// `sbom-<platform>.spdx.json`, e.g. `sbom-linux-arm64-v8.spdx.json`.
+pub fn sbom_file_name(platform: &Platform) -> String {
+    format!("sbom-{}.spdx.json", platform.slug())
 }
 
 /// A layout being written next to its final place. Dropped without

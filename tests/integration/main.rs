@@ -14,4 +14,5 @@ mod oracle;
 mod repro;
 mod resolver;
 mod runtime;
+mod sbom;
 mod tls;

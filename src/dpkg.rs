@@ -1,0 +1,920 @@
+//! The Debian package database of a root (the host's `/` or a sysroot
+//! directory): which installed package owns a file, with its control stanza
+//! and its license from `/usr/share/doc/<package>/copyright`.
+//!
+//! Read from `var/lib/dpkg/status` with the file lists in
+//! `var/lib/dpkg/info/<package>[:<arch>].list`, and from distroless-style
+//! `var/lib/dpkg/status.d/<package>` stanzas with their
+//! `<package>.md5sums` file lists. Paths are looked up inside the root as a
+//! chroot would (absolute symlinks stay inside it), so usr-merged roots,
+//! where dpkg lists `/lib/x86_64-linux-gnu/libc.so.6` and the file really is
+//! `/usr/lib/x86_64-linux-gnu/libc.so.6`, work.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::sysroot::{self, Fs, HostFs, Node};
+
+/// The status file, inside the root.
+pub const STATUS: &str = "/var/lib/dpkg/status";
+/// Distroless' one-stanza-per-package directory.
+pub const STATUS_D: &str = "/var/lib/dpkg/status.d";
+/// Where dpkg keeps each package's file list.
+pub const INFO: &str = "/var/lib/dpkg/info";
+
+/// Fields of a status stanza that describe this installation, not the
+/// package; distroless' status.d stanzas (the packages' control files) have none.
+const INSTALL_FIELDS: &[&str] = &["Status", "Conffiles", "Config-Version"];
+
+/// An installed Debian package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    /// The source package's name, when it differs from the binary's
+    /// (the `Source:` field without its version).
+    pub source: Option<String>,
+    /// The control stanza as in the status file, without the Status,
+    /// Conffiles and Config-Version fields; ends with a newline.
+    pub stanza: String,
+    /// An SPDX license expression ("GPL-2.0-or-later AND MIT") from the
+    /// `License:` fields of a machine-readable (DEP-5) copyright file.
+    pub license: Option<String>,
+    /// Those `License:` names as Debian writes them, sorted, without duplicates.
+    pub licenses: Vec<String>,
+}
+
+impl Package {
+    /// A field of the stanza (name compared without case), continuation
+    /// lines joined with "\n".
+    pub fn field(&self, name: &str) -> Option<String> {
+        parse_stanzas(&self.stanza)
+            .into_iter()
+            .next()?
+            .into_iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| f.value)
+    }
+
+    /// "libc6:amd64".
+    pub fn qualified_name(&self) -> String {
+        format!("{}:{}", self.name, self.architecture)
+    }
+}
+
+/// The distribution of a root, from its os-release file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Distro {
+    /// `ID`: "debian", "ubuntu".
+    pub id: String,
+    /// `VERSION_ID`: "12"; absent on testing and unstable.
+    pub version_id: Option<String>,
+}
+
+/// The dpkg database of one root.
+#[derive(Debug)]
+pub struct DpkgDb {
+    root: PathBuf,
+    /// The root as an absolute path, and with its own symlinks resolved.
+    root_abs: PathBuf,
+    root_canon: PathBuf,
+    fs: HostFs,
+    /// Sorted by (name, architecture, version).
+    packages: Vec<Package>,
+    /// File name → (package index, path as dpkg lists it).
+    files: HashMap<OsString, Vec<(usize, PathBuf)>>,
+    distro: Option<Distro>,
+    /// Listed directory → its real path inside the root (None: not a directory).
+    dirs: Mutex<HashMap<PathBuf, Option<PathBuf>>>,
+}
+
+impl DpkgDb {
+    /// Read the dpkg database of `root`. None when the root has neither a
+    /// status file nor a status.d directory (a tree unpacked with `dpkg -x`).
+    pub fn load(root: &Path) -> Result<Option<DpkgDb>> {
+        let meta = fs::metadata(root).with_path("open dpkg root", root)?;
+        if !meta.is_dir() {
+            return Err(Error::msg(format!(
+                "open dpkg root {}: not a directory",
+                root.display()
+            )));
+        }
+        let root_abs =
+            sysroot::normalize(&std::path::absolute(root).with_path("resolve dpkg root", root)?);
+        let root_canon = fs::canonicalize(root).with_path("resolve dpkg root", root)?;
+        let hfs = HostFs::new(root_canon.clone());
+
+        let status = read_in_root(&hfs, Path::new(STATUS))?;
+        let status_d = match sysroot::resolve(&hfs, Path::new(STATUS_D)) {
+            Ok(r) if r.node == Node::Dir => Some(r.real),
+            Ok(_) => None,
+            Err(e) if is_absent(&e) => None,
+            Err(e) => return Err(Error::io("read", hfs.host_path(Path::new(STATUS_D)), e)),
+        };
+        if status.is_none() && status_d.is_none() {
+            return Ok(None);
+        }
+
+        // (package, listed files) before sorting and indexing.
+        let mut found: Vec<(Package, Vec<PathBuf>)> = Vec::new();
+        if let Some(text) = status {
+            let text = String::from_utf8_lossy(&text);
+            for stanza in parse_stanzas(&text) {
+                if let Some(pkg) = package(&stanza) {
+                    let files = info_list(&hfs, &pkg)?;
+                    found.push((pkg, files));
+                }
+            }
+        }
+        if let Some(dir) = status_d {
+            let mut names = hfs.read_dir(&dir).with_path("read", hfs.host_path(&dir))?;
+            names.sort();
+            for name in names {
+                if name.starts_with('.') || name.ends_with(".md5sums") {
+                    continue;
+                }
+                let path = dir.join(&name);
+                let Some(text) = read_in_root(&hfs, &path)? else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&text);
+                for stanza in parse_stanzas(&text) {
+                    if let Some(pkg) = package(&stanza) {
+                        let mut files = md5sums_list(&hfs, &dir.join(format!("{name}.md5sums")))?;
+                        files.extend(info_list(&hfs, &pkg)?);
+                        found.push((pkg, files));
+                    }
+                }
+            }
+        }
+        for (pkg, _) in &mut found {
+            let (license, licenses) = copyright_licenses(&hfs, &pkg.name)?;
+            pkg.license = license;
+            pkg.licenses = licenses;
+        }
+        found.sort_by(|(a, _), (b, _)| {
+            (&a.name, &a.architecture, &a.version).cmp(&(&b.name, &b.architecture, &b.version))
+        });
+
+        let mut packages = Vec::with_capacity(found.len());
+        let mut files: HashMap<OsString, Vec<(usize, PathBuf)>> = HashMap::new();
+        for (i, (pkg, listed)) in found.into_iter().enumerate() {
+            packages.push(pkg);
+            for path in listed {
+                if let Some(name) = path.file_name() {
+                    files
+                        .entry(name.to_os_string())
+                        .or_default()
+                        .push((i, path));
+                }
+            }
+        }
+        let distro = os_release(&hfs)?;
+        Ok(Some(DpkgDb {
+            root: root.to_path_buf(),
+            root_abs,
+            root_canon,
+            fs: hfs,
+            packages,
+            files,
+            distro,
+            dirs: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The root as given to [`DpkgDb::load`].
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every installed package, sorted by name, architecture and version.
+    pub fn packages(&self) -> &[Package] {
+        &self.packages
+    }
+
+    /// The root's distribution, when it has an os-release file.
+    pub fn distro(&self) -> Option<&Distro> {
+        self.distro.as_ref()
+    }
+
+    /// The installed package that owns the regular file at `host_file` (a
+    /// real host path, under this root), if any. Paths dpkg lists are
+    /// compared after resolving their directories inside the root, so a
+    /// file listed under `/lib` is found at `/usr/lib` in a usr-merged root.
+    pub fn owner(&self, host_file: &Path) -> Option<&Package> {
+        let real = self.in_root(host_file)?;
+        let name = real.file_name()?;
+        let dir = real.parent()?;
+        let candidates = self.files.get(name)?;
+        let mut cache = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, listed) in candidates {
+            let Some(listed_dir) = listed.parent() else {
+                continue;
+            };
+            let real_dir = cache.entry(listed_dir.to_path_buf()).or_insert_with(|| {
+                match sysroot::resolve(&self.fs, listed_dir) {
+                    Ok(r) if r.node == Node::Dir => Some(r.real),
+                    _ => None,
+                }
+            });
+            // The file's own path has no symlink in it, so the listed
+            // path names it exactly when their directories are the same.
+            if real_dir.as_deref() == Some(dir) {
+                return Some(&self.packages[*i]);
+            }
+        }
+        None
+    }
+
+    /// The host path of a package's `/usr/share/doc/<name>/copyright` in
+    /// this root (symlinks resolved inside it), when it is a regular file.
+    pub fn copyright_path(&self, pkg: &Package) -> Option<PathBuf> {
+        if pkg.name.contains('/') {
+            return None;
+        }
+        let path = Path::new("/usr/share/doc")
+            .join(&pkg.name)
+            .join("copyright");
+        let r = sysroot::resolve(&self.fs, &path).ok()?;
+        matches!(r.node, Node::File { .. }).then(|| self.fs.host_path(&r.real))
+    }
+
+    /// The real path inside the root of a regular file given by host path.
+    fn in_root(&self, host_file: &Path) -> Option<PathBuf> {
+        let abs = sysroot::normalize(&std::path::absolute(host_file).ok()?);
+        let rel = match abs
+            .strip_prefix(&self.root_abs)
+            .or_else(|_| abs.strip_prefix(&self.root_canon))
+        {
+            Ok(rel) => rel.to_path_buf(),
+            Err(_) => {
+                let canon = fs::canonicalize(&abs).ok()?;
+                canon.strip_prefix(&self.root_canon).ok()?.to_path_buf()
+            }
+        };
+        let r = sysroot::resolve(&self.fs, &Path::new("/").join(rel)).ok()?;
+        matches!(r.node, Node::File { .. }).then_some(r.real)
+    }
+}
+
+/// Is this error a path that does not exist (or runs through a non-directory)?
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// A file's bytes, resolved inside the root; None when it does not exist.
+fn read_in_root(fs: &HostFs, path: &Path) -> Result<Option<Vec<u8>>> {
+    let host = fs.host_path(path);
+    let r = match sysroot::resolve(fs, path) {
+        Ok(r) => r,
+        Err(e) if is_absent(&e) => return Ok(None),
+        Err(e) => return Err(Error::io("read", host, e)),
+    };
+    if !matches!(r.node, Node::File { .. }) {
+        return Ok(None);
+    }
+    let real = fs.host_path(&r.real);
+    std::fs::read(&real).with_path("read", &real).map(Some)
+}
+
+/// The files dpkg lists for a package in info/, if it has a list.
+fn info_list(fs: &HostFs, pkg: &Package) -> Result<Vec<PathBuf>> {
+    for name in [pkg.qualified_name(), pkg.name.clone()] {
+        let path = Path::new(INFO).join(format!("{name}.list"));
+        if let Some(text) = read_in_root(fs, &path)? {
+            return Ok(String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|l| l.starts_with('/') && *l != "/.")
+                .map(PathBuf::from)
+                .collect());
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The files of an md5sums file ("<md5>  <path without leading slash>").
+fn md5sums_list(fs: &HostFs, path: &Path) -> Result<Vec<PathBuf>> {
+    let Some(text) = read_in_root(fs, path)? else {
+        return Ok(Vec::new());
+    };
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| {
+            let (_, p) = l.split_once(char::is_whitespace)?;
+            let p = p.trim_start();
+            (!p.is_empty()).then(|| Path::new("/").join(p))
+        })
+        .collect())
+}
+
+/// One field of a control stanza.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    /// The value: the rest of the first line, trimmed, then each
+    /// continuation line (with its leading space) after a "\n".
+    pub value: String,
+    /// The field's lines exactly as written, each ending with "\n".
+    pub raw: String,
+}
+
+/// Split deb822 text (a status file, a control file) into stanzas of
+/// fields. Blank lines separate stanzas; `#` lines are comments; a line that
+/// starts with a space or tab continues the previous field.
+pub fn parse_stanzas(text: &str) -> Vec<Vec<Field>> {
+    let mut stanzas = Vec::new();
+    let mut current: Vec<Field> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                stanzas.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(f) = current.last_mut() {
+                f.value.push('\n');
+                f.value.push_str(line);
+                f.raw.push_str(line);
+                f.raw.push('\n');
+            }
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        current.push(Field {
+            name: name.trim().to_string(),
+            value: value.trim().to_string(),
+            raw: format!("{line}\n"),
+        });
+    }
+    if !current.is_empty() {
+        stanzas.push(current);
+    }
+    stanzas
+}
+
+/// The package a status stanza describes, when its files are on disk.
+fn package(stanza: &[Field]) -> Option<Package> {
+    let get = |name: &str| {
+        stanza
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| f.value.as_str())
+    };
+    // "want flag status": only installed-ish states have files. status.d
+    // stanzas have no Status field and are installed.
+    if let Some(status) = get("Status") {
+        let state = status.split_whitespace().nth(2).unwrap_or("");
+        if matches!(state, "not-installed" | "config-files" | "") {
+            return None;
+        }
+    }
+    let name = get("Package").filter(|n| !n.is_empty())?;
+    let version = get("Version").filter(|v| !v.is_empty())?;
+    let source = get("Source")
+        .and_then(|s| s.split_whitespace().next())
+        .filter(|s| *s != name)
+        .map(str::to_string);
+    let stanza_text: String = stanza
+        .iter()
+        .filter(|f| {
+            !INSTALL_FIELDS
+                .iter()
+                .any(|x| f.name.eq_ignore_ascii_case(x))
+        })
+        .map(|f| f.raw.as_str())
+        .collect();
+    Some(Package {
+        name: name.to_string(),
+        version: version.to_string(),
+        architecture: get("Architecture").unwrap_or("").to_string(),
+        source,
+        stanza: stanza_text,
+        license: None,
+        licenses: Vec::new(),
+    })
+}
+
+/// The root's os-release (`/etc/os-release`, else `/usr/lib/os-release`).
+fn os_release(fs: &HostFs) -> Result<Option<Distro>> {
+    for path in ["/etc/os-release", "/usr/lib/os-release"] {
+        let Some(text) = read_in_root(fs, Path::new(path))? else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&text);
+        let mut id = None;
+        let mut version_id = None;
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches(|c| c == '"' || c == '\'').to_string();
+            match k.trim() {
+                "ID" => id = Some(v),
+                "VERSION_ID" => version_id = Some(v),
+                _ => {}
+            }
+        }
+        return Ok(id.filter(|i| !i.is_empty()).map(|id| Distro {
+            id,
+            version_id: version_id.filter(|v| !v.is_empty()),
+        }));
+    }
+    Ok(None)
+}
+
+/// (SPDX expression, Debian names) from the package's copyright file, when
+/// it is machine-readable: a first paragraph with a `Format:` field.
+fn copyright_licenses(fs: &HostFs, package: &str) -> Result<(Option<String>, Vec<String>)> {
+    if package.contains('/') {
+        return Ok((None, Vec::new()));
+    }
+    let path = Path::new("/usr/share/doc").join(package).join("copyright");
+    let Some(text) = read_in_root(fs, &path)? else {
+        return Ok((None, Vec::new()));
+    };
+    let text = String::from_utf8_lossy(&text);
+    let names = dep5_licenses(&text);
+    if names.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let ids: BTreeSet<String> = names.iter().map(|n| spdx_license_id(n)).collect();
+    let expr = ids.into_iter().collect::<Vec<_>>().join(" AND ");
+    Ok((Some(expr), names))
+}
+
+/// The license names of a DEP-5 copyright file's `License:` fields (first
+/// lines only), split at "or", "and", "and/or" and commas, without "with
+/// ... exception" clauses; empty when the file is not machine-readable.
+pub fn dep5_licenses(text: &str) -> Vec<String> {
+    // A line scan, not parse_stanzas: this runs over every package's
+    // copyright file (tens of megabytes on a full system).
+    let field = |line: &str, name: &str| -> Option<String> {
+        let (f, v) = line.split_once(':')?;
+        f.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    };
+    let mut lines = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .skip_while(|l| l.trim().is_empty());
+    let machine_readable = lines
+        .by_ref()
+        .take_while(|l| !l.trim().is_empty())
+        .any(|l| field(l, "Format").is_some());
+    if !machine_readable {
+        return Vec::new();
+    }
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if line.starts_with([' ', '\t', '#']) {
+            continue;
+        }
+        let Some(first) = field(line, "License") else {
+            continue;
+        };
+        let mut skipping = false;
+        for token in first.split_whitespace() {
+            let comma = token.ends_with(',');
+            let word = token.trim_end_matches(',');
+            match word.to_ascii_lowercase().as_str() {
+                "or" | "and" | "and/or" | "" => skipping = false,
+                "with" => skipping = true,
+                _ if !skipping => {
+                    names.insert(word.to_string());
+                }
+                _ => {}
+            }
+            if comma {
+                skipping = false;
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// The SPDX identifier for a Debian license short name: "GPL-2+" →
+/// "GPL-2.0-or-later", "Expat" → "MIT", "BSD-3-clause" → "BSD-3-Clause";
+/// names SPDX does not know become "LicenseRef-<name>".
+pub fn spdx_license_id(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if let Some(id) = gnu_license(&lower) {
+        return id;
+    }
+    if let Some((_, id)) = KNOWN_LICENSES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(&lower))
+    {
+        return id.to_string();
+    }
+    if let Some(id) = KNOWN_LICENSES
+        .iter()
+        .map(|(_, id)| id)
+        .find(|id| id.eq_ignore_ascii_case(&lower))
+    {
+        return id.to_string();
+    }
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("LicenseRef-{}", clean.trim_matches('-'))
+}
+
+/// GPL, LGPL, AGPL and GFDL in Debian's or SPDX's spelling, with "+",
+/// "-or-later" or "-only".
+fn gnu_license(lower: &str) -> Option<String> {
+    let (family, rest) = ["agpl-", "lgpl-", "gpl-", "gfdl-"]
+        .iter()
+        .find_map(|f| lower.strip_prefix(f).map(|r| (*f, r)))?;
+    let (version, later) = if let Some(v) = rest.strip_suffix('+') {
+        (v, true)
+    } else if let Some(v) = rest.strip_suffix("-or-later") {
+        (v, true)
+    } else if let Some(v) = rest.strip_suffix("-only") {
+        (v, false)
+    } else {
+        (rest, false)
+    };
+    let version = if version.contains('.') {
+        version.to_string()
+    } else {
+        format!("{version}.0")
+    };
+    let valid: &[&str] = match family {
+        "gpl-" => &["1.0", "2.0", "3.0"],
+        "lgpl-" => &["2.0", "2.1", "3.0"],
+        "agpl-" => &["1.0", "3.0"],
+        _ => &["1.1", "1.2", "1.3"],
+    };
+    if !valid.contains(&version.as_str()) {
+        return None;
+    }
+    let family = family.trim_end_matches('-').to_ascii_uppercase();
+    let suffix = if later { "or-later" } else { "only" };
+    Some(format!("{family}-{version}-{suffix}"))
+}
+
+/// (Debian short name or SPDX id in any case, SPDX id).
+const KNOWN_LICENSES: &[(&str, &str)] = &[
+    ("expat", "MIT"),
+    ("mit", "MIT"),
+    ("mit-0", "MIT-0"),
+    ("bsd-2-clause", "BSD-2-Clause"),
+    ("bsd-3-clause", "BSD-3-Clause"),
+    ("bsd-4-clause", "BSD-4-Clause"),
+    ("0bsd", "0BSD"),
+    ("isc", "ISC"),
+    ("zlib", "Zlib"),
+    ("apache-2", "Apache-2.0"),
+    ("apache-2.0", "Apache-2.0"),
+    ("apache-1.1", "Apache-1.1"),
+    ("apache-1.0", "Apache-1.0"),
+    ("mpl-1.1", "MPL-1.1"),
+    ("mpl-2.0", "MPL-2.0"),
+    ("mpl-2", "MPL-2.0"),
+    ("artistic", "Artistic-1.0-Perl"),
+    ("artistic-1.0", "Artistic-1.0"),
+    ("artistic-2.0", "Artistic-2.0"),
+    ("artistic-2", "Artistic-2.0"),
+    ("psf-2", "PSF-2.0"),
+    ("psf-2.0", "PSF-2.0"),
+    ("python-2.0", "Python-2.0"),
+    ("cc0", "CC0-1.0"),
+    ("cc0-1.0", "CC0-1.0"),
+    ("cc-by-3.0", "CC-BY-3.0"),
+    ("cc-by-4.0", "CC-BY-4.0"),
+    ("cc-by-sa-3.0", "CC-BY-SA-3.0"),
+    ("cc-by-sa-4.0", "CC-BY-SA-4.0"),
+    ("openssl", "OpenSSL"),
+    ("ssleay", "SSLeay-standalone"),
+    ("curl", "curl"),
+    ("x11", "X11"),
+    ("ftl", "FTL"),
+    ("bsl-1.0", "BSL-1.0"),
+    ("boost-1.0", "BSL-1.0"),
+    ("unicode-dfs-2016", "Unicode-DFS-2016"),
+    ("unicode-3.0", "Unicode-3.0"),
+    ("unlicense", "Unlicense"),
+    ("wtfpl", "WTFPL"),
+    ("bzip2-1.0.6", "bzip2-1.0.6"),
+    ("libpng", "Libpng"),
+    ("libpng-2.0", "libpng-2.0"),
+    ("ijg", "IJG"),
+    ("ofl-1.1", "OFL-1.1"),
+    ("ruby", "Ruby"),
+    ("php-3.01", "PHP-3.01"),
+    ("epl-1.0", "EPL-1.0"),
+    ("epl-2.0", "EPL-2.0"),
+    ("cddl-1.0", "CDDL-1.0"),
+    ("sleepycat", "Sleepycat"),
+    ("icu", "ICU"),
+    ("ntp", "NTP"),
+    ("tcl", "TCL"),
+    ("vim", "Vim"),
+    ("w3c", "W3C"),
+    ("info-zip", "Info-ZIP"),
+    ("beerware", "Beerware"),
+    (
+        "gpl-2.0-with-classpath-exception",
+        "GPL-2.0-with-classpath-exception",
+    ),
+    ("lgpl-2.1-with-exceptions", "LGPL-2.1-or-later"),
+    ("hpnd", "HPND"),
+    ("mit-cmu", "MIT-CMU"),
+    (
+        "x11-distribute-modifications-variant",
+        "X11-distribute-modifications-variant",
+    ),
+    ("bsd-2-clause-netbsd", "BSD-2-Clause"),
+    ("bsd-3-clause-clear", "BSD-3-Clause-Clear"),
+    ("ecl-2.0", "ECL-2.0"),
+    ("eupl-1.2", "EUPL-1.2"),
+    ("gd", "GD"),
+    ("imagemagick", "ImageMagick"),
+    ("mit-open-group", "MIT-open-group"),
+    ("ncsa", "NCSA"),
+    ("postgresql", "PostgreSQL"),
+    ("qhull", "Qhull"),
+    ("rsa-md", "RSA-MD"),
+    ("spencer-86", "Spencer-86"),
+    ("spencer-94", "Spencer-94"),
+    ("zpl-2.1", "ZPL-2.1"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    const STATUS_TEXT: &str = "\
+Package: libfoo1
+Status: install ok installed
+Priority: optional
+Section: libs
+Installed-Size: 10
+Maintainer: Someone <someone@example.org>
+Architecture: amd64
+Multi-Arch: same
+Source: foo (1.2-1)
+Version: 1.2-1+b1
+Depends: libc6 (>= 2.34)
+Description: the foo library
+ It does foo.
+ .
+ And bar.
+
+Package: gone
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 0.1
+Conffiles:
+ /etc/gone.conf 0123456789abcdef0123456789abcdef
+
+Package: tool
+Status: install ok installed
+Architecture: amd64
+Version: 2:3.0~rc1-1
+Conffiles:
+ /etc/tool.conf 0123456789abcdef0123456789abcdef obsolete
+Config-Version: 2:3.0~rc1-1
+Description: a tool
+";
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    /// A usr-merged root whose /lib is an absolute symlink (resolved
+    /// inside the root, never to the host's /usr/lib).
+    fn debian_root() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(&r.join("usr/lib/x86_64-linux-gnu/libfoo.so.1.2"), "foo");
+        symlink(
+            "libfoo.so.1.2",
+            r.join("usr/lib/x86_64-linux-gnu/libfoo.so.1"),
+        )
+        .unwrap();
+        symlink("/usr/lib", r.join("lib")).unwrap();
+        write(&r.join("usr/bin/tool"), "tool");
+        write(&r.join("usr/bin/stray"), "nobody's");
+        write(&r.join("var/lib/dpkg/status"), STATUS_TEXT);
+        write(
+            &r.join("var/lib/dpkg/info/libfoo1:amd64.list"),
+            "/.\n/lib\n/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu/libfoo.so.1.2\n\
+             /lib/x86_64-linux-gnu/libfoo.so.1\n/usr/share/doc/libfoo1/copyright\n",
+        );
+        write(
+            &r.join("var/lib/dpkg/info/tool.list"),
+            "/.\n/usr\n/usr/bin\n/usr/bin/tool\n",
+        );
+        write(
+            &r.join("usr/share/doc/libfoo1/copyright"),
+            "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
+             Upstream-Name: foo\n\n\
+             Files: *\nCopyright: 2020 Someone\nLicense: GPL-2+ or Artistic, and BSD-3-clause\n\n\
+             Files: debian/*\nLicense: LGPL-2.1+ with OpenSSL exception\n\n\
+             Files: x/*\nLicense: public-domain\n\n\
+             License: GPL-2+\n On Debian systems, see /usr/share/common-licenses/GPL-2.\n",
+        );
+        write(
+            &r.join("usr/share/doc/tool/copyright"),
+            "This is tool, written by someone.\nLicense: GPL-2+\n",
+        );
+        write(
+            &r.join("etc/os-release"),
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+        );
+        t
+    }
+
+    #[test]
+    fn reads_status_and_lists() {
+        let t = debian_root();
+        let db = DpkgDb::load(t.path()).unwrap().unwrap();
+        let names: Vec<_> = db.packages().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["libfoo1", "tool"],
+            "config-files packages have no files"
+        );
+        let foo = &db.packages()[0];
+        assert_eq!(foo.version, "1.2-1+b1");
+        assert_eq!(foo.architecture, "amd64");
+        assert_eq!(foo.source.as_deref(), Some("foo"));
+        assert_eq!(foo.qualified_name(), "libfoo1:amd64");
+        assert!(foo
+            .stanza
+            .starts_with("Package: libfoo1\nPriority: optional\n"));
+        assert!(foo
+            .stanza
+            .ends_with("Description: the foo library\n It does foo.\n .\n And bar.\n"));
+        assert_eq!(foo.field("depends").as_deref(), Some("libc6 (>= 2.34)"));
+        assert_eq!(
+            foo.field("Description").as_deref(),
+            Some("the foo library\n It does foo.\n .\n And bar.")
+        );
+        let tool = &db.packages()[1];
+        assert_eq!(tool.source, None);
+        assert_eq!(
+            tool.stanza,
+            "Package: tool\nArchitecture: amd64\nVersion: 2:3.0~rc1-1\nDescription: a tool\n"
+        );
+        assert_eq!(
+            db.distro(),
+            Some(&Distro {
+                id: "debian".into(),
+                version_id: Some("12".into())
+            })
+        );
+    }
+
+    #[test]
+    fn finds_owners_through_usr_merge() {
+        let t = debian_root();
+        let r = t.path();
+        let db = DpkgDb::load(r).unwrap().unwrap();
+        let owner = |p: &Path| db.owner(p).map(|p| p.name.as_str());
+        let real = r.join("usr/lib/x86_64-linux-gnu/libfoo.so.1.2");
+        assert_eq!(owner(&real), Some("libfoo1"));
+        // The same file by a path through the symlinks.
+        assert_eq!(
+            owner(&r.join("lib/x86_64-linux-gnu/libfoo.so.1")),
+            Some("libfoo1")
+        );
+        assert_eq!(owner(&r.join("usr/bin/tool")), Some("tool"));
+        assert_eq!(owner(&r.join("usr/bin/stray")), None);
+        assert_eq!(owner(&r.join("usr/bin/missing")), None);
+        assert_eq!(owner(&r.join("usr/bin")), None, "directories are not owned");
+        assert_eq!(owner(Path::new("/etc/hostname")), None, "outside the root");
+        // Relative and non-normalized spellings of the root.
+        let cwd = std::env::current_dir().unwrap();
+        let rel = crate::sysroot::relative(&cwd, &fs::canonicalize(r).unwrap());
+        assert_eq!(owner(&rel.join("usr/bin/../bin/tool")), Some("tool"));
+    }
+
+    #[test]
+    fn reads_licenses_of_machine_readable_copyright_only() {
+        let t = debian_root();
+        let db = DpkgDb::load(t.path()).unwrap().unwrap();
+        let foo = &db.packages()[0];
+        assert_eq!(
+            foo.licenses,
+            [
+                "Artistic",
+                "BSD-3-clause",
+                "GPL-2+",
+                "LGPL-2.1+",
+                "public-domain"
+            ]
+        );
+        assert_eq!(
+            foo.license.as_deref(),
+            Some(
+                "Artistic-1.0-Perl AND BSD-3-Clause AND GPL-2.0-or-later AND \
+                 LGPL-2.1-or-later AND LicenseRef-public-domain"
+            )
+        );
+        assert_eq!(db.packages()[1].license, None);
+    }
+
+    #[test]
+    fn reads_distroless_status_d() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(&r.join("usr/lib/libbar.so.3"), "bar");
+        write(
+            &r.join("var/lib/dpkg/status.d/libbar3"),
+            "Package: libbar3\nVersion: 3.0-1\nArchitecture: arm64\n",
+        );
+        write(
+            &r.join("var/lib/dpkg/status.d/libbar3.md5sums"),
+            "37b51d194a7513e45b56f6524f2d51f2  usr/lib/libbar.so.3\n",
+        );
+        let db = DpkgDb::load(r).unwrap().unwrap();
+        assert_eq!(db.packages().len(), 1);
+        let p = db.owner(&r.join("usr/lib/libbar.so.3")).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.architecture.as_str()),
+            ("libbar3", "arm64")
+        );
+        assert_eq!(db.distro(), None);
+    }
+
+    #[test]
+    fn no_database_is_none() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(DpkgDb::load(t.path()).unwrap().is_none());
+        // What `dpkg -x` leaves: files, no database.
+        write(&t.path().join("usr/lib/libx.so.1"), "x");
+        write(
+            &t.path().join("var/lib/dpkg/info/x.list"),
+            "/usr/lib/libx.so.1\n",
+        );
+        assert!(DpkgDb::load(t.path()).unwrap().is_none());
+        let err = DpkgDb::load(&t.path().join("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("open dpkg root "), "{err}");
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn parses_stanzas() {
+        let s = parse_stanzas("# comment\nA: 1\nB:\n x\n\ty\n\n\n\nC: 3\nnot a field\n");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0][1].value, "\n x\n\ty");
+        assert_eq!(s[0][1].raw, "B:\n x\n\ty\n");
+        assert_eq!(s[1].len(), 1);
+    }
+
+    #[test]
+    fn maps_license_names() {
+        for (debian, spdx) in [
+            ("GPL-2", "GPL-2.0-only"),
+            ("GPL-2+", "GPL-2.0-or-later"),
+            ("GPL-2.0+", "GPL-2.0-or-later"),
+            ("gpl-3.0-or-later", "GPL-3.0-or-later"),
+            ("LGPL-2.1", "LGPL-2.1-only"),
+            ("LGPL-3+", "LGPL-3.0-or-later"),
+            ("AGPL-3+", "AGPL-3.0-or-later"),
+            ("GFDL-1.3+", "GFDL-1.3-or-later"),
+            ("Expat", "MIT"),
+            ("BSD-2-clause", "BSD-2-Clause"),
+            ("Apache-2.0", "Apache-2.0"),
+            ("CC-BY-3.0", "CC-BY-3.0"),
+            ("zlib", "Zlib"),
+            ("GPL-7", "LicenseRef-GPL-7"),
+            ("public-domain", "LicenseRef-public-domain"),
+            ("permissive/other+", "LicenseRef-permissive-other"),
+        ] {
+            assert_eq!(spdx_license_id(debian), spdx, "{debian}");
+        }
+        assert!(dep5_licenses("License: MIT\n").is_empty(), "not DEP-5");
+        assert_eq!(
+            dep5_licenses("Format: x\n\nFiles: *\nLicense: Apache-2.0 and/or Expat\n"),
+            ["Apache-2.0", "Expat"]
+        );
+    }
+}

@@ -1,0 +1,963 @@
+//! What an image is made of, for scanners and auditors.
+//!
+//! - [`package_metadata`]: distroless-style `/var/lib/dpkg/status.d/<package>`
+//!   control stanzas and `<package>.md5sums` file lists for every Debian
+//!   package that owns a file of the image, so that Trivy, Grype and Syft
+//!   find the packages in the image itself.
+//! - [`spdx`]: an SPDX 2.3 JSON document for one platform's image: every
+//!   regular file with its SHA-1 and SHA-256, the Debian packages, and the
+//!   Go modules recorded in Go programs. Deterministic: the same plan, epoch
+//!   and digest give the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use md5::Md5;
+use serde_json::{json, Value};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use crate::dpkg::{DpkgDb, Package};
+use crate::error::{Error, IoResultExt, Result};
+use crate::gobuildinfo::{self, BuildInfo};
+use crate::oci;
+use crate::plan::{ItemKind, Plan};
+use crate::platform::Platform;
+use crate::recipe::ImagePath;
+use crate::timefmt::rfc3339;
+
+/// Where [`package_metadata`] puts its files in the image.
+pub const STATUS_D: &str = "/var/lib/dpkg/status.d";
+/// The SPDX identifier of the image's own package.
+pub const IMAGE_SPDX_ID: &str = "SPDXRef-Image";
+const NOASSERTION: &str = "NOASSERTION";
+
+/// A Debian package and the image files it owns.
+struct Owned<'a> {
+    db: &'a DpkgDb,
+    pkg: &'a Package,
+    /// (image path, host path), sorted by image path.
+    files: Vec<(&'a ImagePath, &'a Path)>,
+}
+
+/// The packages owning the plan's regular files, keyed by (name,
+/// architecture, version). A file belongs to the first database that owns it.
+fn owners<'a>(
+    plan: &'a Plan,
+    dbs: &'a [DpkgDb],
+) -> BTreeMap<(&'a str, &'a str, &'a str), Owned<'a>> {
+    let mut out: BTreeMap<(&str, &str, &str), Owned> = BTreeMap::new();
+    for (path, item) in &plan.entries {
+        let ItemKind::File { src, .. } = &item.kind else {
+            continue;
+        };
+        let Some((db, pkg)) = dbs.iter().find_map(|db| db.owner(src).map(|pkg| (db, pkg))) else {
+            continue;
+        };
+        out.entry((&pkg.name, &pkg.architecture, &pkg.version))
+            .or_insert_with(|| Owned {
+                db,
+                pkg,
+                files: Vec::new(),
+            })
+            .files
+            .push((path, src.as_path()));
+    }
+    out
+}
+
+/// The status.d file name of each owned package: its name, or
+/// "name:arch" when two architectures of one package own image files.
+fn status_names(owned: &BTreeMap<(&str, &str, &str), Owned>) -> Result<Vec<String>> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for o in owned.values() {
+        *count.entry(&o.pkg.name).or_default() += 1;
+    }
+    let mut seen: BTreeMap<String, &Owned> = BTreeMap::new();
+    let mut names = Vec::new();
+    for o in owned.values() {
+        let name = if count[o.pkg.name.as_str()] > 1 {
+            o.pkg.qualified_name()
+        } else {
+            o.pkg.name.clone()
+        };
+        if let Some(other) = seen.get(&name) {
+            return Err(Error::msg(format!(
+                "generate package metadata: package {} owns image files in two versions, \
+                 {} (dpkg database in {}) and {} (dpkg database in {})",
+                o.pkg.qualified_name(),
+                other.pkg.version,
+                other.db.root().display(),
+                o.pkg.version,
+                o.db.root().display()
+            )));
+        }
+        seen.insert(name.clone(), o);
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Distroless-style dpkg metadata for the packages that own the plan's
+/// files: for each, `/var/lib/dpkg/status.d/<package>` (its control stanza)
+/// and `/var/lib/dpkg/status.d/<package>.md5sums` (`<md5>  <path>` lines for
+/// exactly its files in the image, paths as in the image without the
+/// leading "/", sorted). Keys are image paths. Empty when no database owns
+/// a file.
+pub fn package_metadata(plan: &Plan, dbs: &[DpkgDb]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let owned = owners(plan, dbs);
+    let names = status_names(&owned)?;
+    let mut out = BTreeMap::new();
+    for (o, name) in owned.values().zip(names) {
+        let mut stanza = o.pkg.stanza.clone().into_bytes();
+        if !stanza.ends_with(b"\n") {
+            stanza.push(b'\n');
+        }
+        out.insert(format!("{STATUS_D}/{name}"), stanza);
+        let mut sums = String::new();
+        for (path, src) in &o.files {
+            let (md5,) = hash_file(src, |b, (h,): &mut (Md5,)| h.update(b))?;
+            sums.push_str(&format!("{}  {}\n", hex(&md5.finalize()), path.rel()));
+        }
+        out.insert(format!("{STATUS_D}/{name}.md5sums"), sums.into_bytes());
+    }
+    Ok(out)
+}
+
+/// The copyright files of the packages that own the plan's files, for
+/// putting into the image beside [`package_metadata`]: image path
+/// (`/usr/share/doc/<package>/copyright`) → host path. Packages without a
+/// copyright file in their root are left out.
+pub fn copyright_files(plan: &Plan, dbs: &[DpkgDb]) -> BTreeMap<String, PathBuf> {
+    owners(plan, dbs)
+        .values()
+        .filter_map(|o| {
+            let host = o.db.copyright_path(o.pkg)?;
+            Some((format!("/usr/share/doc/{}/copyright", o.pkg.name), host))
+        })
+        .collect()
+}
+
+/// Everything [`spdx`] describes.
+#[derive(Clone, Copy, Debug)]
+pub struct SbomInput<'a> {
+    /// The recipe's image name.
+    pub name: &'a str,
+    pub tag: &'a str,
+    pub platform: &'a Platform,
+    /// Seconds since 1970, the document's creation time.
+    pub epoch: u64,
+    /// The platform image's manifest digest ("sha256:…").
+    pub manifest_digest: &'a str,
+    pub plan: &'a Plan,
+    pub dbs: &'a [DpkgDb],
+}
+
+/// One regular file of the image.
+struct FileFacts<'a> {
+    path: &'a ImagePath,
+    id: String,
+    sha1: String,
+    sha256: String,
+    go: Option<BuildInfo>,
+}
+
+/// A Go module (or the standard library) found in Go programs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct GoPackage {
+    name: String,
+    version: Option<String>,
+    purl: String,
+    cpe: Option<String>,
+}
+
+/// An SPDX 2.3 JSON document describing one platform's image.
+pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
+    let fail = |m: String| {
+        Error::msg(format!(
+            "generate spdx sbom for {} on {}: {m}",
+            input.name, input.platform
+        ))
+    };
+    let digest_hex = input
+        .manifest_digest
+        .strip_prefix("sha256:")
+        .filter(|_| oci::valid_digest(input.manifest_digest))
+        .ok_or_else(|| {
+            fail(format!(
+                "{:?} is not a sha256 digest",
+                input.manifest_digest
+            ))
+        })?;
+
+    let mut relationships: BTreeSet<(String, &'static str, String)> = BTreeSet::new();
+    relationships.insert(("SPDXRef-DOCUMENT".into(), "DESCRIBES", IMAGE_SPDX_ID.into()));
+
+    // Files.
+    let mut files: Vec<FileFacts> = Vec::new();
+    for (path, item) in &input.plan.entries {
+        let (sha1, sha256, go) = match &item.kind {
+            ItemKind::File { src, .. } => file_facts(src)?,
+            ItemKind::Data { bytes } => {
+                let go = gobuildinfo::parse(bytes);
+                (hex(&Sha1::digest(bytes)), hex(&Sha256::digest(bytes)), go)
+            }
+            _ => continue,
+        };
+        let id = spdx_id("File", path.rel(), &[path.as_str()]);
+        relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
+        files.push(FileFacts {
+            path,
+            id,
+            sha1,
+            sha256,
+            go,
+        });
+    }
+    let sha1_of: BTreeMap<&ImagePath, &str> =
+        files.iter().map(|f| (f.path, f.sha1.as_str())).collect();
+    let id_of: BTreeMap<&ImagePath, &str> = files.iter().map(|f| (f.path, f.id.as_str())).collect();
+
+    let mut packages: Vec<Value> = Vec::new();
+    let mut license_refs: BTreeMap<String, String> = BTreeMap::new();
+
+    // The image.
+    let image_purl = format!(
+        "pkg:oci/{}@{}?arch={}&tag={}",
+        purl_encode(input.name.rsplit('/').next().unwrap_or(input.name)),
+        purl_encode(input.manifest_digest),
+        purl_encode(&input.platform.architecture),
+        purl_encode(input.tag)
+    );
+    packages.push(json!({
+        "SPDXID": IMAGE_SPDX_ID,
+        "name": input.name,
+        "versionInfo": input.tag,
+        "supplier": NOASSERTION,
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": true,
+        "packageVerificationCode": {
+            "packageVerificationCodeValue": verification_code(files.iter().map(|f| f.sha1.as_str())),
+        },
+        "checksums": [{"algorithm": "SHA256", "checksumValue": digest_hex}],
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": NOASSERTION,
+        "copyrightText": NOASSERTION,
+        "primaryPackagePurpose": "CONTAINER",
+        "externalRefs": [purl_ref(&image_purl)],
+        "comment": format!("{} image for {}", input.name, input.platform),
+    }));
+
+    // Debian packages.
+    let owned = owners(input.plan, input.dbs);
+    let mut deb_ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for o in owned.values() {
+        let p = o.pkg;
+        deb_ids.entry(p.name.as_str()).or_default().push(deb_id(p));
+    }
+    for o in owned.values() {
+        let p = o.pkg;
+        let id = deb_id(p);
+        relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
+        for (path, _) in &o.files {
+            relationships.insert((id.clone(), "CONTAINS", id_of[path].to_string()));
+        }
+        for dep in depends(p) {
+            for dep_id in deb_ids.get(dep.as_str()).into_iter().flatten() {
+                if *dep_id != id {
+                    relationships.insert((id.clone(), "DEPENDS_ON", dep_id.clone()));
+                }
+            }
+        }
+        let license = match &p.license {
+            Some(l) => {
+                for name in &p.licenses {
+                    let lid = crate::dpkg::spdx_license_id(name);
+                    if lid.starts_with("LicenseRef-") {
+                        license_refs.entry(lid).or_insert_with(|| name.clone());
+                    }
+                }
+                l.clone()
+            }
+            None => NOASSERTION.into(),
+        };
+        let source_field = p.field("Source").unwrap_or_default();
+        let source_version = source_field
+            .split_once('(')
+            .and_then(|(_, v)| v.split_once(')'))
+            .map(|(v, _)| v.trim().to_string())
+            .unwrap_or_else(|| p.version.clone());
+        let source_name = p.source.as_deref().unwrap_or(&p.name);
+        let mut pkg = json!({
+            "SPDXID": id,
+            "name": p.name,
+            "versionInfo": p.version,
+            "supplier": NOASSERTION,
+            "downloadLocation": NOASSERTION,
+            "filesAnalyzed": true,
+            "packageVerificationCode": {
+                "packageVerificationCodeValue":
+                    verification_code(o.files.iter().map(|(path, _)| sha1_of[path])),
+            },
+            "licenseConcluded": license,
+            "licenseDeclared": license,
+            "copyrightText": NOASSERTION,
+            "sourceInfo": format!("built package from: {source_name} {source_version}"),
+            "externalRefs": [purl_ref(&deb_purl(o.db, p))],
+        });
+        if let Some(summary) = p
+            .field("Description")
+            .and_then(|d| d.lines().next().map(str::trim).map(str::to_string))
+            .filter(|s| !s.is_empty())
+        {
+            pkg["summary"] = Value::String(summary);
+        }
+        packages.push(pkg);
+    }
+
+    // Go modules.
+    let mut go_packages: BTreeMap<String, GoPackage> = BTreeMap::new();
+    for f in &files {
+        let Some(info) = &f.go else {
+            continue;
+        };
+        let mut members: Vec<GoPackage> = Vec::new();
+        let main = match (&info.main, &info.path) {
+            (Some(m), _) => {
+                let m = m.effective();
+                Some(go_module(&m.path, &m.version))
+            }
+            (None, Some(path)) => Some(go_module(path, "")),
+            (None, None) => None,
+        };
+        if let Some(v) = info.stdlib_version() {
+            members.push(GoPackage {
+                name: "stdlib".into(),
+                version: Some(format!("go{v}")),
+                purl: format!("pkg:golang/stdlib@{}", purl_encode(&v)),
+                cpe: Some(format!(
+                    "cpe:2.3:a:golang:go:{}:-:*:*:*:*:*:*",
+                    cpe_encode(&v)
+                )),
+            });
+        }
+        for d in &info.deps {
+            let d = d.effective();
+            members.push(go_module(&d.path, &d.version));
+        }
+        let main_id = main.as_ref().map(go_id);
+        if let Some(m) = main {
+            members.push(m);
+        }
+        for m in members {
+            let id = go_id(&m);
+            relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
+            match &main_id {
+                Some(main_id) if *main_id != id => {
+                    relationships.insert((main_id.clone(), "DEPENDS_ON", id.clone()));
+                }
+                _ => {
+                    relationships.insert((f.id.clone(), "GENERATED_FROM", id.clone()));
+                }
+            }
+            go_packages.entry(id).or_insert(m);
+        }
+    }
+    for (id, g) in &go_packages {
+        let mut refs = vec![purl_ref(&g.purl)];
+        if let Some(cpe) = &g.cpe {
+            refs.push(json!({
+                "referenceCategory": "SECURITY",
+                "referenceType": "cpe23Type",
+                "referenceLocator": cpe,
+            }));
+        }
+        let mut pkg = json!({
+            "SPDXID": id,
+            "name": g.name,
+            "supplier": NOASSERTION,
+            "downloadLocation": NOASSERTION,
+            "filesAnalyzed": false,
+            "licenseConcluded": NOASSERTION,
+            "licenseDeclared": NOASSERTION,
+            "copyrightText": NOASSERTION,
+            "externalRefs": refs,
+        });
+        if let Some(v) = &g.version {
+            pkg["versionInfo"] = Value::String(v.clone());
+        }
+        packages.push(pkg);
+    }
+
+    packages.sort_by(|a, b| a["SPDXID"].as_str().cmp(&b["SPDXID"].as_str()));
+    let files_json: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            json!({
+                "SPDXID": f.id,
+                "fileName": format!("./{}", f.path.rel()),
+                "checksums": [
+                    {"algorithm": "SHA1", "checksumValue": f.sha1},
+                    {"algorithm": "SHA256", "checksumValue": f.sha256},
+                ],
+                "licenseConcluded": NOASSERTION,
+                "copyrightText": NOASSERTION,
+            })
+        })
+        .collect();
+    let relationships_json: Vec<Value> = relationships
+        .into_iter()
+        .map(
+            |(a, t, b)| json!({"spdxElementId": a, "relationshipType": t, "relatedSpdxElement": b}),
+        )
+        .collect();
+    let mut doc = json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{}:{} {}", input.name, input.tag, input.platform),
+        "documentNamespace": format!("https://bareroot.dev/spdx/{}/{}", input.name, input.manifest_digest),
+        "creationInfo": {
+            "created": rfc3339(input.epoch),
+            "creators": [format!("Tool: bareroot-{}", env!("CARGO_PKG_VERSION"))],
+        },
+        "packages": packages,
+        "files": files_json,
+        "relationships": relationships_json,
+    });
+    if !license_refs.is_empty() {
+        doc["hasExtractedLicensingInfos"] = license_refs
+            .into_iter()
+            .map(|(id, name)| {
+                json!({
+                    "licenseId": id,
+                    "name": name,
+                    "extractedText": format!(
+                        "The license Debian's machine-readable copyright files call \"{name}\"; \
+                         its text is in the package's /usr/share/doc/<package>/copyright."
+                    ),
+                })
+            })
+            .collect();
+    }
+    Ok(oci::canonical_json(&doc))
+}
+
+/// A file's SHA-1 and SHA-256, and its Go build information when it is an
+/// ELF Go program. Only ELF files are read whole.
+fn file_facts(src: &Path) -> Result<(String, String, Option<BuildInfo>)> {
+    let mut head = [0u8; 4];
+    let is_elf = {
+        let mut f = fs::File::open(src).with_path("open", src)?;
+        let mut n = 0;
+        while n < head.len() {
+            let k = f.read(&mut head[n..]).with_path("read", src)?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        crate::elf::is_elf(&head[..n])
+    };
+    if is_elf {
+        let bytes = fs::read(src).with_path("read", src)?;
+        return Ok((
+            hex(&Sha1::digest(&bytes)),
+            hex(&Sha256::digest(&bytes)),
+            gobuildinfo::parse(&bytes),
+        ));
+    }
+    let (s1, s256) = hash_file(src, |b, (s1, s256): &mut (Sha1, Sha256)| {
+        s1.update(b);
+        s256.update(b);
+    })?;
+    Ok((hex(&s1.finalize()), hex(&s256.finalize()), None))
+}
+
+/// Stream a file through hashers.
+fn hash_file<H: Default>(path: &Path, mut update: impl FnMut(&[u8], &mut H)) -> Result<H> {
+    let mut f = fs::File::open(path).with_path("open", path)?;
+    let mut h = H::default();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = f.read(&mut buf).with_path("read", path)?;
+        if n == 0 {
+            return Ok(h);
+        }
+        update(&buf[..n], &mut h);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SPDX's package verification code: the SHA-1 of the sorted SHA-1s.
+fn verification_code<'a>(sha1s: impl Iterator<Item = &'a str>) -> String {
+    let mut all: Vec<&str> = sha1s.collect();
+    all.sort_unstable();
+    hex(&Sha1::digest(all.concat().as_bytes()))
+}
+
+/// "SPDXRef-<kind>-<readable>-<8 hex>": readable, and unique through a hash
+/// of `key` (the readable part alone loses characters SPDX ids cannot hold).
+fn spdx_id(kind: &str, readable: &str, key: &[&str]) -> String {
+    let clean: String = readable
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let hash = hex(&Sha256::digest(key.join("\0").as_bytes()));
+    format!("SPDXRef-{kind}-{}-{}", clean.trim_matches('-'), &hash[..8])
+}
+
+fn deb_id(p: &Package) -> String {
+    spdx_id(
+        "Package-deb",
+        &format!("{}-{}", p.name, p.architecture),
+        &[&p.name, &p.version, &p.architecture],
+    )
+}
+
+fn go_id(g: &GoPackage) -> String {
+    spdx_id(
+        "Package-go",
+        &g.name,
+        &[&g.name, g.version.as_deref().unwrap_or("")],
+    )
+}
+
+/// A Go module package; "(devel)" or no version leaves the PURL without one.
+fn go_module(path: &str, version: &str) -> GoPackage {
+    let purl_version = match version {
+        "" | "(devel)" => String::new(),
+        v => format!("@{}", purl_encode(v)),
+    };
+    let segments: Vec<String> = path.split('/').map(purl_encode).collect();
+    GoPackage {
+        name: path.to_string(),
+        version: (!version.is_empty()).then(|| version.to_string()),
+        purl: format!("pkg:golang/{}{purl_version}", segments.join("/")),
+        cpe: None,
+    }
+}
+
+/// pkg:deb/<distro id>/<name>@<version>?arch=<arch>[&distro=<id>-<version id>].
+fn deb_purl(db: &DpkgDb, p: &Package) -> String {
+    let distro = db.distro().filter(|d| {
+        d.id.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    });
+    let namespace = distro.map(|d| d.id.as_str()).unwrap_or("debian");
+    let mut purl = format!(
+        "pkg:deb/{namespace}/{}@{}?arch={}",
+        purl_encode(&p.name),
+        purl_encode(&p.version),
+        purl_encode(&p.architecture)
+    );
+    if let Some(v) = distro.and_then(|d| d.version_id.as_deref()) {
+        purl.push_str(&format!(
+            "&distro={}",
+            purl_encode(&format!("{namespace}-{v}"))
+        ));
+    }
+    purl
+}
+
+fn purl_ref(purl: &str) -> Value {
+    json!({
+        "referenceCategory": "PACKAGE-MANAGER",
+        "referenceType": "purl",
+        "referenceLocator": purl,
+    })
+}
+
+/// Percent-encode everything but unreserved characters (as the PURL spec
+/// asks of names, versions and qualifier values: "+" becomes "%2B", ":" "%3A").
+fn purl_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Escape a CPE 2.3 formatted-string component.
+fn cpe_encode(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The package names of Depends and Pre-Depends, alternatives included,
+/// without versions or architecture qualifiers.
+fn depends(p: &Package) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for field in ["Pre-Depends", "Depends"] {
+        let Some(v) = p.field(field) else {
+            continue;
+        };
+        for alt in v.split([',', '|']) {
+            let name = alt.split(['(', '[', '<']).next().unwrap_or("").trim();
+            let name = name.split(':').next().unwrap_or("").trim();
+            if !name.is_empty() {
+                out.insert(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Item;
+    use std::os::unix::fs::symlink;
+    use std::sync::Arc;
+
+    fn write(path: &Path, bytes: &[u8]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    /// A usr-merged Debian root with libc6 (amd64 and i386), libz (a
+    /// DEP-5 copyright) and an unowned file.
+    fn root() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        symlink("usr/lib", r.join("lib")).unwrap();
+        write(&r.join("usr/lib/x86_64-linux-gnu/libc.so.6"), b"libc amd64");
+        write(&r.join("usr/lib/i386-linux-gnu/libc.so.6"), b"libc i386");
+        write(&r.join("usr/lib/x86_64-linux-gnu/libz.so.1.3"), b"zlib");
+        write(&r.join("usr/local/lib/mine.so"), b"mine");
+        write(
+            &r.join("var/lib/dpkg/status"),
+            b"Package: libc6\nStatus: install ok installed\nArchitecture: amd64\n\
+              Source: glibc\nVersion: 2.36-9+deb12u4\nDescription: GNU C Library\n more\n\n\
+              Package: libc6\nStatus: install ok installed\nArchitecture: i386\n\
+              Source: glibc\nVersion: 2.36-9+deb12u4\n\n\
+              Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\n\
+              Source: zlib (1:1.3)\nVersion: 1:1.3+dfsg-1\nDepends: libc6 (>= 2.14)\n\
+              Conffiles:\n /etc/z 00000000000000000000000000000000\n",
+        );
+        write(
+            &r.join("var/lib/dpkg/info/libc6:amd64.list"),
+            b"/lib/x86_64-linux-gnu/libc.so.6\n",
+        );
+        write(
+            &r.join("var/lib/dpkg/info/libc6:i386.list"),
+            b"/lib/i386-linux-gnu/libc.so.6\n",
+        );
+        write(
+            &r.join("var/lib/dpkg/info/zlib1g:amd64.list"),
+            b"/lib/x86_64-linux-gnu/libz.so.1.3\n",
+        );
+        write(
+            &r.join("usr/share/doc/zlib1g/copyright"),
+            b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+              Files: *\nLicense: Zlib\n\nFiles: contrib/*\nLicense: public-domain\n",
+        );
+        write(&r.join("etc/os-release"), b"ID=debian\nVERSION_ID=\"12\"\n");
+        t
+    }
+
+    fn file(src: PathBuf) -> Item {
+        let size = fs::metadata(&src).unwrap().len();
+        Item {
+            kind: ItemKind::File { src, size },
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            why: "test".into(),
+            explicit: true,
+        }
+    }
+
+    fn plan(r: &Path, with_i386: bool) -> Plan {
+        let mut plan = Plan::default();
+        let mut add =
+            |image: &str, item: Item| plan.insert(&ImagePath::new(image).unwrap(), item).unwrap();
+        // The loader opens /lib/...; the plan keeps the image path it opens.
+        add(
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            file(r.join("usr/lib/x86_64-linux-gnu/libc.so.6")),
+        );
+        add(
+            "/usr/lib/x86_64-linux-gnu/libz.so.1",
+            file(r.join("usr/lib/x86_64-linux-gnu/libz.so.1.3")),
+        );
+        add("/opt/mine.so", file(r.join("usr/local/lib/mine.so")));
+        add(
+            "/etc/passwd",
+            Item {
+                kind: ItemKind::Data {
+                    bytes: Arc::from(&b"root:x:0:0::/:/sbin/nologin\n"[..]),
+                },
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                why: "generated".into(),
+                explicit: false,
+            },
+        );
+        if with_i386 {
+            add(
+                "/lib/i386-linux-gnu/libc.so.6",
+                file(r.join("usr/lib/i386-linux-gnu/libc.so.6")),
+            );
+        }
+        plan
+    }
+
+    fn md5_hex(b: &[u8]) -> String {
+        hex(&Md5::digest(b))
+    }
+
+    #[test]
+    fn writes_status_d_for_owning_packages_only() {
+        let t = root();
+        let dbs = vec![DpkgDb::load(t.path()).unwrap().unwrap()];
+        let meta = package_metadata(&plan(t.path(), false), &dbs).unwrap();
+        let keys: Vec<_> = meta.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "/var/lib/dpkg/status.d/libc6",
+                "/var/lib/dpkg/status.d/libc6.md5sums",
+                "/var/lib/dpkg/status.d/zlib1g",
+                "/var/lib/dpkg/status.d/zlib1g.md5sums",
+            ]
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/zlib1g"]),
+            "Package: zlib1g\nArchitecture: amd64\nSource: zlib (1:1.3)\n\
+             Version: 1:1.3+dfsg-1\nDepends: libc6 (>= 2.14)\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/libc6.md5sums"]),
+            format!(
+                "{}  lib/x86_64-linux-gnu/libc.so.6\n",
+                md5_hex(b"libc amd64")
+            )
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/zlib1g.md5sums"]),
+            format!("{}  usr/lib/x86_64-linux-gnu/libz.so.1\n", md5_hex(b"zlib"))
+        );
+        let copyrights = copyright_files(&plan(t.path(), false), &dbs);
+        assert_eq!(
+            copyrights.keys().collect::<Vec<_>>(),
+            ["/usr/share/doc/zlib1g/copyright"]
+        );
+    }
+
+    #[test]
+    fn two_architectures_get_qualified_names() {
+        let t = root();
+        let dbs = vec![DpkgDb::load(t.path()).unwrap().unwrap()];
+        let meta = package_metadata(&plan(t.path(), true), &dbs).unwrap();
+        assert!(meta.contains_key("/var/lib/dpkg/status.d/libc6:amd64"));
+        assert!(meta.contains_key("/var/lib/dpkg/status.d/libc6:i386.md5sums"));
+        assert!(meta.contains_key("/var/lib/dpkg/status.d/zlib1g"));
+    }
+
+    #[test]
+    fn no_database_no_metadata() {
+        let t = root();
+        assert!(package_metadata(&plan(t.path(), false), &[])
+            .unwrap()
+            .is_empty());
+    }
+
+    fn sbom(plan: &Plan, dbs: &[DpkgDb], digest: &str) -> Result<Vec<u8>> {
+        spdx(&SbomInput {
+            name: "test/app",
+            tag: "v1",
+            platform: &"linux/amd64".parse().unwrap(),
+            epoch: 1_700_000_000,
+            manifest_digest: digest,
+            plan,
+            dbs,
+        })
+    }
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn spdx_document_describes_files_and_packages() {
+        let t = root();
+        let dbs = vec![DpkgDb::load(t.path()).unwrap().unwrap()];
+        let plan = plan(t.path(), false);
+        let bytes = sbom(&plan, &dbs, DIGEST).unwrap();
+        assert_eq!(bytes, sbom(&plan, &dbs, DIGEST).unwrap(), "deterministic");
+        let doc: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+        assert_eq!(doc["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            doc["documentNamespace"],
+            format!("https://bareroot.dev/spdx/test/app/{DIGEST}")
+        );
+        let files = doc["files"].as_array().unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| f["fileName"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "./etc/passwd",
+                "./lib/x86_64-linux-gnu/libc.so.6",
+                "./opt/mine.so",
+                "./usr/lib/x86_64-linux-gnu/libz.so.1"
+            ]
+        );
+        assert_eq!(
+            files[2]["checksums"][1]["checksumValue"],
+            hex(&Sha256::digest(b"mine"))
+        );
+        assert_eq!(
+            files[2]["checksums"][0]["checksumValue"],
+            hex(&Sha1::digest(b"mine"))
+        );
+
+        let pkgs = doc["packages"].as_array().unwrap();
+        let by_name = |n: &str| pkgs.iter().find(|p| p["name"] == n).unwrap();
+        let z = by_name("zlib1g");
+        assert_eq!(z["versionInfo"], "1:1.3+dfsg-1");
+        assert_eq!(
+            z["externalRefs"][0]["referenceLocator"],
+            "pkg:deb/debian/zlib1g@1%3A1.3%2Bdfsg-1?arch=amd64&distro=debian-12"
+        );
+        assert_eq!(z["licenseDeclared"], "LicenseRef-public-domain AND Zlib");
+        assert_eq!(z["sourceInfo"], "built package from: zlib 1:1.3");
+        let libc = by_name("libc6");
+        assert_eq!(libc["licenseDeclared"], NOASSERTION);
+        assert_eq!(libc["summary"], "GNU C Library");
+        assert_eq!(
+            libc["packageVerificationCode"]["packageVerificationCodeValue"],
+            hex(&Sha1::digest(hex(&Sha1::digest(b"libc amd64")).as_bytes()))
+        );
+        let image = by_name("test/app");
+        assert_eq!(image["SPDXID"], IMAGE_SPDX_ID);
+        assert_eq!(
+            image["externalRefs"][0]["referenceLocator"],
+            format!("pkg:oci/app@sha256%3A{}?arch=amd64&tag=v1", &DIGEST[7..])
+        );
+        let refs = doc["hasExtractedLicensingInfos"].as_array().unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0]["licenseId"], "LicenseRef-public-domain");
+
+        let rels: BTreeSet<(String, String, String)> = doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["spdxElementId"].as_str().unwrap().to_string(),
+                    r["relationshipType"].as_str().unwrap().to_string(),
+                    r["relatedSpdxElement"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let rel = |a: &Value, t: &str, b: &Value| {
+            rels.contains(&(
+                a.as_str().unwrap().to_string(),
+                t.to_string(),
+                b.as_str().unwrap().to_string(),
+            ))
+        };
+        assert!(rel(
+            &json!("SPDXRef-DOCUMENT"),
+            "DESCRIBES",
+            &image["SPDXID"]
+        ));
+        assert!(rel(&image["SPDXID"], "CONTAINS", &z["SPDXID"]));
+        assert!(rel(&z["SPDXID"], "CONTAINS", &files[3]["SPDXID"]));
+        assert!(rel(&z["SPDXID"], "DEPENDS_ON", &libc["SPDXID"]));
+        assert!(rel(&image["SPDXID"], "CONTAINS", &files[0]["SPDXID"]));
+        assert!(!rel(&z["SPDXID"], "CONTAINS", &files[2]["SPDXID"]));
+        // Every relationship names an element of the document.
+        let ids: BTreeSet<&str> = pkgs
+            .iter()
+            .chain(files)
+            .map(|e| e["SPDXID"].as_str().unwrap())
+            .chain(["SPDXRef-DOCUMENT"])
+            .collect();
+        for (a, _, b) in &rels {
+            assert!(
+                ids.contains(a.as_str()) && ids.contains(b.as_str()),
+                "{a} {b}"
+            );
+        }
+
+        // A different digest: a different namespace, nothing else.
+        let other = "sha256:1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_ne!(sbom(&plan, &dbs, other).unwrap(), bytes);
+        let err = sbom(&plan, &dbs, "sha256:nope").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "generate spdx sbom for test/app on linux/amd64: \"sha256:nope\" is not a sha256 digest"
+        );
+    }
+
+    #[test]
+    fn go_modules_become_packages() {
+        let info = gobuildinfo::parse_modinfo(
+            "path\texample.com/app/cmd/app\nmod\texample.com/app\t(devel)\t\n\
+             dep\tgithub.com/A/b\tv1.2.3+incompatible\th1:x=\n\
+             dep\tgolang.org/x/sys\tv0.1.0\th1:y=\n=>\tgithub.com/fork/sys\tv0.2.0\th1:z=\n",
+        );
+        let m = go_module("github.com/A/b", "v1.2.3+incompatible");
+        assert_eq!(m.purl, "pkg:golang/github.com/A/b@v1.2.3%2Bincompatible");
+        assert_eq!(
+            go_module("example.com/app", "(devel)").purl,
+            "pkg:golang/example.com/app"
+        );
+        assert_eq!(info.deps[1].effective().path, "github.com/fork/sys");
+        assert_eq!(cpe_encode("1.21rc2"), "1.21rc2");
+        assert_eq!(cpe_encode("a:b"), "a\\:b");
+    }
+
+    #[test]
+    fn ids_are_valid_and_distinct() {
+        let a = spdx_id(
+            "File",
+            "usr/lib/libstdc++.so.6",
+            &["/usr/lib/libstdc++.so.6"],
+        );
+        let b = spdx_id(
+            "File",
+            "usr/lib/libstdc--.so.6",
+            &["/usr/lib/libstdc--.so.6"],
+        );
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert!(id
+                .strip_prefix("SPDXRef-")
+                .unwrap()
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-'));
+        }
+        assert_eq!(purl_encode("2.36-9+deb12u4"), "2.36-9%2Bdeb12u4");
+        assert_eq!(
+            verification_code(std::iter::empty()),
+            hex(&Sha1::digest(b""))
+        );
+    }
+}
