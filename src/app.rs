@@ -64,6 +64,7 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
             .map(|v| v.to_string_lossy().into_owned()),
         sysroots,
         toolchains: load_toolchains(&a.toolchains)?,
+        attach_sbom: a.attach_sbom,
     };
     let result = build::build(&recipe, &opts)?;
     if let Some(f) = &a.oci_archive {

@@ -38,6 +38,9 @@ pub struct BuildOptions {
     pub sysroots: BTreeMap<Platform, PathBuf>,
     /// The embedded toolchains plus `--toolchains` and the recipe's.
     pub toolchains: Toolchains,
+    /// Store each platform's SBOM in the layout as an OCI artifact whose
+    /// subject is the image manifest.
+    pub attach_sbom: bool,
 }
 
 /// One platform's finished image.
@@ -48,6 +51,8 @@ pub struct BuiltImage {
     pub layer: LayerInfo,
     pub files: usize,
     pub bytes: u64,
+    /// Artifact manifests about this image (an attached SBOM).
+    pub referrers: Vec<Descriptor>,
 }
 
 /// What a build produced.
@@ -121,7 +126,8 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
             ..layout.put_json(oci::MEDIA_TYPE_INDEX, &index)?
         }
     };
-    layout.finish(top.clone())?;
+    let referrers = images.iter().flat_map(|i| i.referrers.clone()).collect();
+    layout.finish(top.clone(), referrers)?;
     staging.commit()?;
     Ok(BuildResult {
         output,
@@ -337,16 +343,17 @@ fn build_platform(
         schema_version: 2,
         media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
         config: config_desc,
-        layers: vec![Descriptor {
-            media_type: layer.media_type.into(),
-            digest: layer.digest.clone(),
-            size: layer.size,
-            platform: None,
-            annotations: BTreeMap::new(),
-        }],
+        layers: vec![Descriptor::of(
+            layer.media_type,
+            layer.digest.clone(),
+            layer.size,
+        )],
         annotations: BTreeMap::new(),
+        artifact_type: None,
+        subject: None,
     };
     let mut desc = layout.put_json(oci::MEDIA_TYPE_MANIFEST, &manifest)?;
+    let subject = desc.clone();
     desc.platform = Some(platform.into());
     // The SPDX SBOM, next to index.json; its namespace and timestamps
     // derive from the manifest digest and the epoch.
@@ -360,13 +367,36 @@ fn build_platform(
         dbs: &dbs,
     })?;
     let sbom_path = layout.root().join(sbom_file_name(platform));
-    fs::write(&sbom_path, sbom_bytes).with_path("write", &sbom_path)?;
+    fs::write(&sbom_path, &sbom_bytes).with_path("write", &sbom_path)?;
+    // --attach-sbom: the SBOM as an OCI artifact whose subject is the image
+    // manifest, listed in index.json and pushed beside the image.
+    let mut referrers = Vec::new();
+    if opts.attach_sbom {
+        let blob = layout.put_bytes(oci::MEDIA_TYPE_SPDX, &sbom_bytes)?;
+        let empty = layout.put_bytes(oci::MEDIA_TYPE_EMPTY, b"{}")?;
+        let artifact = Manifest {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+            config: empty,
+            layers: vec![blob],
+            annotations: BTreeMap::from([(
+                "org.opencontainers.image.created".to_string(),
+                rfc3339(epoch),
+            )]),
+            artifact_type: Some(oci::MEDIA_TYPE_SPDX.into()),
+            subject: Some(subject),
+        };
+        let mut d = layout.put_json(oci::MEDIA_TYPE_MANIFEST, &artifact)?;
+        d.artifact_type = Some(oci::MEDIA_TYPE_SPDX.into());
+        referrers.push(d);
+    }
     Ok(BuiltImage {
         platform: platform.clone(),
         manifest: desc,
         layer,
         files,
         bytes,
+        referrers,
     })
 }
 

@@ -132,6 +132,10 @@ pub struct BuildArgs {
     /// load`) of the host platform's image, or the one --platform names.
     #[arg(long, value_name = "FILE")]
     pub docker_archive: Option<PathBuf>,
+    /// Also store each platform's SBOM in the layout (and any push) as an
+    /// OCI artifact whose subject is the image manifest.
+    #[arg(long)]
+    pub attach_sbom: bool,
     /// The platform --docker-archive takes from a multi-platform image.
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,

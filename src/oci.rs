@@ -38,6 +38,27 @@ pub struct Descriptor {
     /// OPTIONAL.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub annotations: BTreeMap<String, String>,
+    /// OPTIONAL: the type of an artifact manifest this points at.
+    #[serde(
+        rename = "artifactType",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub artifact_type: Option<String>,
+}
+
+impl Descriptor {
+    /// A plain descriptor of some content.
+    pub fn of(media_type: &str, digest: String, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+            artifact_type: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -78,7 +99,20 @@ pub struct Manifest {
     pub layers: Vec<Descriptor>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub annotations: BTreeMap<String, String>,
+    /// OPTIONAL: set on artifact manifests (an attached SBOM).
+    #[serde(
+        rename = "artifactType",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub artifact_type: Option<String>,
+    /// OPTIONAL: the manifest an artifact refers to.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<Descriptor>,
 }
+
+pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const MEDIA_TYPE_SPDX: &str = "application/spdx+json";
 
 /// An image index (also the shape of a layout's `index.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -229,6 +263,15 @@ impl LayoutWriter {
         Ok(self.root.join("blobs/sha256").join(&digest[7..]))
     }
 
+    /// Store raw bytes as a blob and describe them.
+    pub fn put_bytes(&mut self, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
+        let digest = digest_of(bytes);
+        let (mut f, temp) = self.temp_file()?;
+        f.write_all(bytes).with_path("write", &temp)?;
+        self.commit_temp(f, &temp, &digest)?;
+        Ok(Descriptor::of(media_type, digest, bytes.len() as u64))
+    }
+
     /// Store bytes as a blob and describe them.
     pub fn put_json<T: Serialize>(&mut self, media_type: &str, v: &T) -> Result<Descriptor> {
         let bytes = canonical_json(v);
@@ -236,25 +279,19 @@ impl LayoutWriter {
         let (mut f, temp) = self.temp_file()?;
         f.write_all(&bytes).with_path("write", &temp)?;
         self.commit_temp(f, &temp, &digest)?;
-        Ok(Descriptor {
-            media_type: media_type.into(),
-            digest,
-            size: bytes.len() as u64,
-            platform: None,
-            annotations: BTreeMap::new(),
-        })
+        Ok(Descriptor::of(media_type, digest, bytes.len() as u64))
     }
 
     /// Write `oci-layout` and then `index.json` pointing at `top`: the last
     /// files of a layout, so a layout with an index.json is complete.
-    pub fn finish(self, top: Descriptor) -> Result<()> {
+    pub fn finish(self, top: Descriptor, referrers: Vec<Descriptor>) -> Result<()> {
         let layout = self.root.join("oci-layout");
         let text = canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }));
         write_synced(&layout, &text)?;
         let index = Index {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_INDEX.into()),
-            manifests: vec![top],
+            manifests: std::iter::once(top).chain(referrers).collect(),
             annotations: BTreeMap::new(),
         };
         write_synced(&self.root.join("index.json"), &canonical_json(&index))?;
@@ -345,7 +382,7 @@ pub fn images(layout: &Path) -> Result<Vec<(Descriptor, Vec<FoundImage>)>> {
     let index: Index =
         serde_json::from_slice(&bytes).map_err(|e| fail(format!("index.json: {e}")))?;
     let mut out = Vec::new();
-    for top in &index.manifests {
+    for top in index.manifests.iter().filter(|d| d.artifact_type.is_none()) {
         let reference = top.annotations.get(ANNOTATION_REF_NAME).cloned();
         let mut found = Vec::new();
         collect(layout, top, &reference, &mut found, 0)?;
@@ -369,7 +406,7 @@ fn collect(
     match desc.media_type.as_str() {
         MEDIA_TYPE_INDEX => {
             let index: Index = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
-            for m in &index.manifests {
+            for m in index.manifests.iter().filter(|d| d.artifact_type.is_none()) {
                 collect(layout, m, reference, out, depth + 1)?;
             }
         }

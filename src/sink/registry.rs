@@ -160,6 +160,9 @@ struct Image {
     blobs: Vec<Content>,
     manifests: Vec<Content>,
     top: Content,
+    /// Artifact manifests about the image's manifests (attached SBOMs),
+    /// pushed after it; their blobs are in `blobs`.
+    referrers: Vec<(Content, Descriptor)>,
 }
 
 fn read_image(layout: &Path) -> Result<Image> {
@@ -168,8 +171,13 @@ fn read_image(layout: &Path) -> Result<Image> {
     let bytes = std::fs::read(&index_path).with_path("read", &index_path)?;
     let index: Index =
         serde_json::from_slice(&bytes).map_err(|e| fail(format!("index.json: {e}")))?;
-    let top = match index.manifests.as_slice() {
-        [one] => one.clone(),
+    let images: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| d.artifact_type.is_none())
+        .collect();
+    let top = match images.as_slice() {
+        [one] => (*one).clone(),
         [] => return Err(fail("index.json lists no image".into())),
         _ => {
             return Err(fail(
@@ -216,10 +224,25 @@ fn read_image(layout: &Path) -> Result<Image> {
         }
         other => return Err(fail(format!("unsupported media type {other}"))),
     }
+    let mut referrers = Vec::new();
+    for d in index.manifests.iter().filter(|d| d.artifact_type.is_some()) {
+        let m: Manifest = serde_json::from_slice(&oci::read_blob(layout, &d.digest)?)
+            .map_err(|e| fail(format!("artifact {}: {e}", d.digest)))?;
+        let Some(subject) = m.subject.clone() else {
+            continue;
+        };
+        for b in std::iter::once(&m.config).chain(&m.layers) {
+            if !blobs.iter().any(|x| x.descriptor.digest == b.digest) {
+                blobs.push(content(b)?);
+            }
+        }
+        referrers.push((content(d)?, subject));
+    }
     Ok(Image {
         blobs,
         manifests,
         top: content(&top)?,
+        referrers,
     })
 }
 
@@ -255,6 +278,9 @@ pub fn push(layout: &Path, refs: &[Reference], opts: &PushOptions) -> Result<Vec
                 .put_manifest(m, &m.descriptor.digest)
                 .map_err(|e| e.context(format!("push {registry}/{repository}")))?;
         }
+        client
+            .push_referrers(&image.referrers)
+            .map_err(|e| e.context(format!("push {registry}/{repository}")))?;
         for r in &group {
             if let Some(tag) = &r.tag {
                 client
@@ -304,6 +330,8 @@ struct Reply {
     digest: Option<String>,
     www_authenticate: Option<String>,
     chunk_min: Option<u64>,
+    /// The registry answered with OCI-Subject (it tracks referrers).
+    oci_subject: bool,
     body: String,
 }
 
@@ -543,6 +571,63 @@ impl<'o> Client<'o> {
         }
     }
 
+    /// Push artifact manifests by digest. A registry that keeps referrers
+    /// itself answers with `OCI-Subject`; for others, the referrers tag
+    /// schema: a tag `sha256-<subject hex>` naming an index of them.
+    fn push_referrers(&mut self, referrers: &[(Content, Descriptor)]) -> Result<()> {
+        let mut fallback: BTreeMap<String, Vec<Descriptor>> = BTreeMap::new();
+        for (artifact, subject) in referrers {
+            let handled = self.put_manifest_reply(artifact, &artifact.descriptor.digest)?;
+            if !handled {
+                fallback
+                    .entry(subject.digest.clone())
+                    .or_default()
+                    .push(artifact.descriptor.clone());
+            }
+        }
+        for (subject, list) in fallback {
+            let index = Index {
+                schema_version: 2,
+                media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
+                manifests: list,
+                annotations: BTreeMap::new(),
+            };
+            let bytes = oci::canonical_json(&index);
+            let tag = format!("sha256-{}", &subject[7..]);
+            let headers = [("Content-Type", oci::MEDIA_TYPE_INDEX.to_string())];
+            let r = self.request(
+                "PUT",
+                &self.url(&format!("manifests/{tag}")),
+                &headers,
+                Body::Bytes(&bytes),
+            )?;
+            if r.status != 201 {
+                return Err(self.status_error(
+                    &format!("put referrers index {tag}"),
+                    r.status,
+                    &r.body,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// PUT a manifest; true when the registry says it tracks its subject.
+    fn put_manifest_reply(&mut self, m: &Content, reference: &str) -> Result<bool> {
+        let bytes = std::fs::read(&m.path).with_path("read", &m.path)?;
+        let headers = [("Content-Type", m.descriptor.media_type.clone())];
+        let r = self.request(
+            "PUT",
+            &self.url(&format!("manifests/{reference}")),
+            &headers,
+            Body::Bytes(&bytes),
+        )?;
+        if r.status != 201 {
+            return Err(self.status_error(&format!("put manifest {reference}"), r.status, &r.body));
+        }
+        Ok(r.oci_subject)
+    }
+
     fn put_manifest(&mut self, m: &Content, reference: &str) -> Result<()> {
         let bytes = std::fs::read(&m.path).with_path("read", &m.path)?;
         let what = format!("put manifest {reference}");
@@ -656,6 +741,7 @@ impl<'o> Client<'o> {
         let digest = h("Docker-Content-Digest");
         let www_authenticate = h("WWW-Authenticate");
         let chunk_min = h("OCI-Chunk-Min-Length").and_then(|v| v.parse().ok());
+        let oci_subject = h("OCI-Subject").is_some();
         let body = if method == "HEAD" {
             String::new()
         } else {
@@ -673,6 +759,7 @@ impl<'o> Client<'o> {
             digest,
             www_authenticate,
             chunk_min,
+            oci_subject,
             body,
         })
     }

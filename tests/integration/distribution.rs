@@ -1847,3 +1847,67 @@ fn distribution_push_errors_are_one_line() {
         "a refused connection is retried with backoff (took {took:?})"
     );
 }
+
+// ------------------------------------------------------ 7. attached SBOMs
+
+#[test]
+fn distribution_attached_sbom_travels_as_a_referrer() {
+    require("skopeo", "skopeo");
+    let reg = Registry::shared();
+    let host = reg.host();
+    let tmp = tempdir();
+    let layout = tmp.path().join("shell");
+    let o = run(bareroot()
+        .arg("build")
+        .arg(recipe("shell.toml"))
+        .arg("--output")
+        .arg(&layout)
+        .arg("--attach-sbom")
+        .arg("--push")
+        .arg(format!("{host}/team/sbom:1")));
+    assert_success(&o, "build --attach-sbom --push", &reg.log());
+    let digest = support::last_line(&stdout(&o));
+
+    // The layout: the image, tagged, then the SBOM artifact about it.
+    let index = read_json(&layout.join("index.json"));
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2, "{index}");
+    assert_eq!(manifests[0]["digest"], digest.as_str());
+    assert_eq!(manifests[1]["artifactType"], "application/spdx+json");
+    let artifact = read_json(&blob_path(
+        &layout,
+        manifests[1]["digest"].as_str().unwrap(),
+    ));
+    assert_eq!(artifact["subject"]["digest"], digest.as_str());
+    let sbom_blob = artifact["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sbom: Value =
+        serde_json::from_slice(&fs::read(blob_path(&layout, &sbom_blob)).unwrap()).unwrap();
+    assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
+    // Tools that read the layout by tag still find the image.
+    let o = run(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:latest", layout.display())));
+    assert_success(&o, "skopeo inspect of a layout with a referrer", "");
+
+    // The registry: the referrers tag schema points at the artifact.
+    let tag = format!("{host}/team/sbom:sha256-{}", &digest[7..]);
+    let o = skopeo_inspect_raw(&tag, &[]);
+    assert_success(&o, "skopeo inspect the referrers tag", &reg.log());
+    let referrers: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(referrers["manifests"][0]["digest"], manifests[1]["digest"]);
+    assert_eq!(
+        referrers["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
+    let (status, body) = http_get(reg.port, &format!("/v2/team/sbom/blobs/{sbom_blob}"), None)
+        .expect("the registry answers");
+    assert_eq!(status, 200);
+    assert_eq!(
+        sha256(body.as_bytes()),
+        sbom_blob,
+        "the SBOM blob arrived intact"
+    );
+}
