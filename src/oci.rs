@@ -339,13 +339,7 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys() {
-        let d = Descriptor {
-            media_type: "m".into(),
-            digest: "sha256:x".into(),
-            size: 1,
-            platform: None,
-            annotations: BTreeMap::new(),
-        };
+        let d = Descriptor::of("m", "sha256:x".into(), 1);
         assert_eq!(
             String::from_utf8(canonical_json(&d)).unwrap(),
             r#"{"digest":"sha256:x","mediaType":"m","size":1}"#
