@@ -65,6 +65,9 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
         sysroots,
         toolchains: load_toolchains(&a.toolchains)?,
         attach_sbom: a.attach_sbom,
+        compression: crate::compress::Compression::parse(&a.compression)
+            .map_err(|m| Error::msg(format!("parse --compression {m}")))?,
+        jobs: a.jobs,
     };
     let result = build::build(&recipe, &opts)?;
     if let Some(f) = &a.oci_archive {
@@ -134,21 +137,31 @@ fn cmd_closure(a: ClosureArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resu
     let resolver = Resolver::new(sys.as_ref(), &host, toolchain.loader_config());
     let mut results: Vec<(String, Closure)> = Vec::new();
     let mut code = 0;
-    for f in &a.files {
-        let (side, path) = if f.is_absolute() {
-            (Side::Sysroot, f.clone())
-        } else {
-            let abs = std::path::absolute(f).map_err(|e| Error::io("resolve", f, e))?;
-            (Side::Host, abs)
-        };
-        let root = Root {
-            side,
-            image_path: path.clone(),
-            path: path.clone(),
-        };
-        let closure = resolver
-            .closure(&root)
-            .map_err(|m| Error::msg(format!("analyze {} for {platform}: {m}", f.display())))?;
+    // Files are analyzed in parallel (the resolver's parse cache is
+    // shared); the output keeps the order given.
+    use rayon::prelude::*;
+    let analyzed: Vec<Result<Closure>> = a
+        .files
+        .par_iter()
+        .map(|f| {
+            let (side, path) = if f.is_absolute() {
+                (Side::Sysroot, f.clone())
+            } else {
+                let abs = std::path::absolute(f).map_err(|e| Error::io("resolve", f, e))?;
+                (Side::Host, abs)
+            };
+            let root = Root {
+                side,
+                image_path: path.clone(),
+                path,
+            };
+            resolver
+                .closure(&root)
+                .map_err(|m| Error::msg(format!("analyze {} for {platform}: {m}", f.display())))
+        })
+        .collect();
+    for (f, closure) in a.files.iter().zip(analyzed) {
+        let closure = closure?;
         for m in &closure.missing {
             code = 1;
             let line = format!(

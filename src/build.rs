@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::closure::Resolver;
+use crate::compress::Compression;
 use crate::dpkg::DpkgDb;
 use crate::error::{Error, IoResultExt, Result, ResultExt};
 use crate::layer::{self, LayerInfo};
@@ -26,7 +27,7 @@ use crate::timefmt::rfc3339;
 use crate::toolchain::Toolchains;
 
 /// How to build, beyond what the recipe says.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct BuildOptions {
     /// Layout directory; default `out/<name>`.
     pub output: Option<PathBuf>,
@@ -41,6 +42,38 @@ pub struct BuildOptions {
     /// Store each platform's SBOM in the layout as an OCI artifact whose
     /// subject is the image manifest.
     pub attach_sbom: bool,
+    /// Layer compression.
+    pub compression: Compression,
+    /// Threads for compression (0: one per CPU). Never changes the bytes.
+    pub jobs: usize,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            output: None,
+            epoch: None,
+            source_date_epoch: None,
+            sysroots: BTreeMap::new(),
+            toolchains: Toolchains::default(),
+            attach_sbom: false,
+            compression: Compression::Gzip {
+                level: Compression::DEFAULT_GZIP_LEVEL,
+            },
+            jobs: 0,
+        }
+    }
+}
+
+impl BuildOptions {
+    /// The number of threads to use.
+    pub fn jobs(&self) -> usize {
+        if self.jobs > 0 {
+            self.jobs
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
 }
 
 /// One platform's finished image.
@@ -297,7 +330,8 @@ fn build_platform(
     let (files, bytes) = plan.file_stats();
 
     let (file, temp) = layout.temp_file()?;
-    let (layer, file) = layer::write_gzip_layer(&plan, epoch, file, &temp)?;
+    let (layer, file) =
+        layer::write_layer(&plan, epoch, opts.compression, opts.jobs(), file, &temp)?;
     layout.commit_temp(file, &temp, &layer.digest)?;
 
     let created = rfc3339(epoch);

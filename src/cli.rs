@@ -132,6 +132,14 @@ pub struct BuildArgs {
     /// load`) of the host platform's image, or the one --platform names.
     #[arg(long, value_name = "FILE")]
     pub docker_archive: Option<PathBuf>,
+    /// Layer compression: gzip[:LEVEL] (default gzip:4), zstd[:LEVEL]
+    /// (default zstd:3) or none. Part of the image's identity.
+    #[arg(long, value_name = "ALGO[:LEVEL]", default_value = "gzip")]
+    pub compression: String,
+    /// Threads to compress with [default: one per CPU]. The output is the
+    /// same for every value.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 0)]
+    pub jobs: usize,
     /// Also store each platform's SBOM in the layout (and any push) as an
     /// OCI artifact whose subject is the image manifest.
     #[arg(long)]

@@ -190,7 +190,7 @@ impl<'a> Resolver<'a> {
         {
             return hit.clone();
         }
-        let parsed = match self.fs(side).read(real, MAX_ELF_SIZE) {
+        let parsed = match self.fs(side).read_mapped(real, MAX_ELF_SIZE) {
             Ok(bytes) => elf::parse(&bytes).map(Arc::new),
             Err(e) => Err(io_cause(&e)),
         };

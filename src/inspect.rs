@@ -117,7 +117,11 @@ pub fn layer_reader(layout: &Path, l: &Descriptor) -> Result<Box<dyn Read>> {
         crate::layer::MEDIA_TYPE_GZIP | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
             Ok(Box::new(GzDecoder::new(std::io::Cursor::new(bytes))))
         }
-        "application/vnd.oci.image.layer.v1.tar" => Ok(Box::new(std::io::Cursor::new(bytes))),
+        crate::layer::MEDIA_TYPE_ZSTD => Ok(Box::new(
+            zstd::stream::read::Decoder::new(std::io::Cursor::new(bytes))
+                .map_err(|e| Error::msg(format!("read layer {}: {e}", l.digest)))?,
+        )),
+        crate::layer::MEDIA_TYPE_TAR => Ok(Box::new(std::io::Cursor::new(bytes))),
         other => Err(Error::msg(format!(
             "read layer {}: unsupported media type {other}",
             l.digest

@@ -7,13 +7,14 @@
 //! sizes over 8 GiB), its records sorted by key; mode from the plan; uid/gid
 //! from the plan with empty user and group names (names would tie the bytes
 //! to the build machine's /etc/passwd); mtime = the epoch for every entry; no
-//! atime or ctime. The gzip header has mtime 0, no file name and OS byte 255.
+//! atime or ctime. Compression is in [`crate::compress`]: the gzip header
+//! has mtime 0, no file name and OS byte 255.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use flate2::{Compression, GzBuilder};
+use crate::compress::{Compression, Compressor};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
@@ -21,11 +22,12 @@ use crate::error::{Error, IoResultExt, Result};
 use crate::plan::{ItemKind, Plan};
 use crate::recipe::ImagePath;
 
-/// Media type of the layers bareroot writes.
+/// Media type of gzip layers.
 pub const MEDIA_TYPE_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-/// gzip level: fixed, part of the output's identity.
-pub const GZIP_LEVEL: u32 = 6;
+/// Media type of zstd layers.
+pub const MEDIA_TYPE_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// Media type of uncompressed layers.
+pub const MEDIA_TYPE_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// Largest mtime an ustar header holds (11 octal digits): year 2242.
 pub const MAX_EPOCH: u64 = 0o777_7777_7777;
@@ -98,29 +100,36 @@ pub fn digest_of(bytes: &[u8]) -> String {
 
 /// Write the layer for `plan` into `out` (a new temporary file), return its
 /// digests. `out_path` only names the file in errors.
-pub fn write_gzip_layer(
+pub fn write_layer(
     plan: &Plan,
     epoch: u64,
+    compression: Compression,
+    jobs: usize,
     out: File,
     out_path: &Path,
 ) -> Result<(LayerInfo, File)> {
+    // One pass: tar → sha256 (diff_id) → compress → sha256 (digest) → file.
+    let out = std::io::BufWriter::with_capacity(1 << 20, out);
     let compressed = HashWriter::new(out);
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(compressed, Compression::new(GZIP_LEVEL));
-    let mut tar = HashWriter::new(gz);
+    let compressor = Compressor::new(compression, jobs, compressed)
+        .with_path("start compressing layer", out_path)?;
+    let mut tar = HashWriter::new(std::io::BufWriter::with_capacity(256 << 10, compressor));
     write_tar(plan, epoch, &mut tar)?;
-    let (diff_id, _, gz) = tar.finish();
-    let compressed = gz.finish().with_path("compress layer", out_path)?;
-    let (digest, size, mut file) = compressed.finish();
-    file.flush().with_path("write", out_path)?;
+    let (diff_id, _, buffered) = tar.finish();
+    let compressor = buffered
+        .into_inner()
+        .map_err(|e| Error::io("compress layer", out_path, e.into_error()))?;
+    let compressed = compressor.finish().with_path("compress layer", out_path)?;
+    let (digest, size, buffered) = compressed.finish();
+    let file = buffered
+        .into_inner()
+        .map_err(|e| Error::io("write", out_path, e.into_error()))?;
     Ok((
         LayerInfo {
             digest,
             diff_id,
             size,
-            media_type: MEDIA_TYPE_GZIP,
+            media_type: compression.media_type(),
         },
         file,
     ))

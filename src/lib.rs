@@ -9,6 +9,7 @@ pub mod app;
 pub mod build;
 pub mod cli;
 pub mod closure;
+pub mod compress;
 pub mod dpkg;
 pub mod elf;
 pub mod error;

@@ -26,10 +26,32 @@ pub trait Fs: Send + Sync {
     fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
     /// Read a whole regular file of at most `limit` bytes.
     fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>>;
+    /// A whole regular file for parsing; hosts map it rather than copy it,
+    /// so a large binary costs only the pages the parser touches.
+    fn read_mapped(&self, path: &Path, limit: u64) -> io::Result<FileBytes> {
+        self.read(path, limit).map(FileBytes::Owned)
+    }
     /// Names in a directory (unsorted).
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Where `path` lives on the host, for copying and for messages.
     fn host_path(&self, path: &Path) -> PathBuf;
+}
+
+/// File contents, owned or memory-mapped.
+pub enum FileBytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Owned(v) => v,
+            FileBytes::Mapped(m) => m,
+        }
+    }
 }
 
 /// A directory of the host used as a sysroot ("/" for the host itself).
@@ -75,6 +97,22 @@ impl Fs for HostFs {
             return Err(io::Error::other(format!("larger than {limit} bytes")));
         }
         Ok(buf)
+    }
+
+    fn read_mapped(&self, path: &Path, limit: u64) -> io::Result<FileBytes> {
+        let f = fs::File::open(self.host_path(path))?;
+        let len = f.metadata()?.len();
+        if len > limit {
+            return Err(io::Error::other(format!("larger than {limit} bytes")));
+        }
+        if len == 0 {
+            return Ok(FileBytes::Owned(Vec::new()));
+        }
+        // SAFETY: the map is read-only and private; a file truncated while
+        // it is parsed is the one hazard, the same as for any reader that
+        // trusts a length it has just seen.
+        let map = unsafe { memmap2::Mmap::map(&f)? };
+        Ok(FileBytes::Mapped(map))
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
@@ -366,6 +404,10 @@ impl Fs for UnionFs {
 
     fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         self.first(path, |fs| fs.read(path, limit))
+    }
+
+    fn read_mapped(&self, path: &Path, limit: u64) -> io::Result<FileBytes> {
+        self.first(path, |fs| fs.read_mapped(path, limit))
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {

@@ -15,4 +15,5 @@ mod repro;
 mod resolver;
 mod runtime;
 mod sbom;
+mod speed;
 mod tls;
