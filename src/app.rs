@@ -68,6 +68,9 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
         compression: crate::compress::Compression::parse(&a.compression)
             .map_err(|m| Error::msg(format!("parse --compression {m}")))?,
         jobs: a.jobs,
+        cache: crate::cache::Cache::from_env(),
+        no_cache: a.no_cache
+            || std::env::var_os("BAREROOT_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()),
     };
     let result = build::build(&recipe, &opts)?;
     if let Some(f) = &a.oci_archive {

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::cache::Cache;
 use crate::closure::Resolver;
 use crate::compress::Compression;
 use crate::dpkg::DpkgDb;
@@ -46,6 +47,11 @@ pub struct BuildOptions {
     pub compression: Compression,
     /// Threads for compression (0: one per CPU). Never changes the bytes.
     pub jobs: usize,
+    /// The layer cache, if any.
+    pub cache: Option<Cache>,
+    /// Rebuild every layer even when the cache has it (the result is
+    /// stored again).
+    pub no_cache: bool,
 }
 
 impl Default for BuildOptions {
@@ -61,6 +67,8 @@ impl Default for BuildOptions {
                 level: Compression::DEFAULT_GZIP_LEVEL,
             },
             jobs: 0,
+            cache: None,
+            no_cache: false,
         }
     }
 }
@@ -190,7 +198,9 @@ pub fn plan_with_packages(
     opts: &BuildOptions,
     toolchains: &Toolchains,
 ) -> Result<(Plan, Vec<DpkgDb>)> {
+    let t0 = std::time::Instant::now();
     let mut plan = with_planner(recipe, platform, opts, toolchains, |p| p.plan())?;
+    trace("planner", t0);
     let toolchain = toolchains.get(platform)?;
     let given = opts
         .sysroots
@@ -209,9 +219,20 @@ pub fn plan_with_packages(
             dbs.push(db);
         }
     }
+    // Every input's digests in one parallel pass (md5sums, SBOM, cache key).
+    let inputs: Vec<PathBuf> = plan
+        .entries
+        .values()
+        .filter_map(|i| match &i.kind {
+            ItemKind::File { src, .. } => Some(src.clone()),
+            _ => None,
+        })
+        .collect();
+    crate::digest::prefetch(&inputs);
     if dbs.is_empty() {
         return Ok((plan, dbs));
     }
+    trace("dpkg load", t0);
     let why = "package metadata for scanners";
     let fail = |m: String| Error::msg(format!("{why}: {m}"));
     let file_item = |src: PathBuf| -> Result<Item> {
@@ -231,21 +252,23 @@ pub fn plan_with_packages(
             plan.insert(&at, file_item(src)?).map_err(&fail)?;
         }
     }
-    let mut metadata = sbom::package_metadata(&plan, &dbs)?;
-    if !metadata.is_empty() {
-        let os_release = ImagePath::new("/etc/os-release").expect("valid");
-        if !plan.entries.contains_key(&os_release) {
-            for candidate in ["etc/os-release", "usr/lib/os-release"] {
-                let p = dbs[0].root().join(candidate);
-                if let Ok(real) = fs::canonicalize(&p) {
-                    plan.insert(&os_release, file_item(real)?).map_err(&fail)?;
-                    // Its package (base-files) belongs in status.d too.
-                    metadata = sbom::package_metadata(&plan, &dbs)?;
-                    break;
-                }
+    trace("copyright", t0);
+    // os-release (for scanners to know the distribution) when any file of
+    // the image belongs to a package; its package joins status.d too.
+    let owned_any = plan.entries.values().any(|i| match &i.kind {
+        ItemKind::File { src, .. } => dbs.iter().any(|db| db.owner(src).is_some()),
+        _ => false,
+    });
+    let os_release = ImagePath::new("/etc/os-release").expect("valid");
+    if owned_any && !plan.entries.contains_key(&os_release) {
+        for candidate in ["etc/os-release", "usr/lib/os-release"] {
+            if let Ok(real) = fs::canonicalize(dbs[0].root().join(candidate)) {
+                plan.insert(&os_release, file_item(real)?).map_err(&fail)?;
+                break;
             }
         }
     }
+    let metadata = sbom::package_metadata(&plan, &dbs)?;
     for (at, bytes) in metadata {
         let at = ImagePath::new(&at).map_err(&fail)?;
         let item = Item {
@@ -326,14 +349,38 @@ fn build_platform(
     epoch: u64,
     layout: &mut LayoutWriter,
 ) -> Result<BuiltImage> {
+    let t0 = std::time::Instant::now();
     let (plan, dbs) = plan_with_packages(recipe, platform, opts, toolchains)?;
+    trace("plan", t0);
     let (files, bytes) = plan.file_stats();
 
-    let (file, temp) = layout.temp_file()?;
-    let (layer, file) =
-        layer::write_layer(&plan, epoch, opts.compression, opts.jobs(), file, &temp)?;
-    layout.commit_temp(file, &temp, &layer.digest)?;
-
+    let key = match &opts.cache {
+        Some(_) => Some(Cache::key(&plan, epoch, opts.compression)?),
+        None => None,
+    };
+    let cached = match (&opts.cache, &key) {
+        (Some(c), Some(k)) if !opts.no_cache => c.get(k),
+        _ => None,
+    };
+    trace("key", t0);
+    let layer = match cached {
+        Some((info, blob)) => {
+            layout.import_blob(&blob, &info.digest)?;
+            info
+        }
+        None => {
+            let (file, temp) = layout.temp_file()?;
+            let (layer, file) =
+                layer::write_layer(&plan, epoch, opts.compression, opts.jobs(), file, &temp)?;
+            layout.commit_temp(file, &temp, &layer.digest)?;
+            if let (Some(c), Some(k)) = (&opts.cache, &key) {
+                // A cache that can't be written only costs time next build.
+                let _ = c.put(k, &layer, &layout.blob_path(&layer.digest)?);
+            }
+            layer
+        }
+    };
+    trace("layer", t0);
     let created = rfc3339(epoch);
     let c = &recipe.config;
     let config = ImageConfigJson {
@@ -400,6 +447,7 @@ fn build_platform(
         plan: &plan,
         dbs: &dbs,
     })?;
+    trace("sbom", t0);
     let sbom_path = layout.root().join(sbom_file_name(platform));
     fs::write(&sbom_path, &sbom_bytes).with_path("write", &sbom_path)?;
     // --attach-sbom: the SBOM as an OCI artifact whose subject is the image
@@ -432,6 +480,14 @@ fn build_platform(
         bytes,
         referrers,
     })
+}
+
+/// With BAREROOT_TRACE set, print how long a build stage took (stderr).
+fn trace(what: &str, since: std::time::Instant) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("BAREROOT_TRACE").is_some()) {
+        eprintln!("bareroot: trace: {what} at {:?}", since.elapsed());
+    }
 }
 
 /// `sbom-<platform>.spdx.json`, e.g. `sbom-linux-arm64-v8.spdx.json`.

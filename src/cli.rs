@@ -140,6 +140,10 @@ pub struct BuildArgs {
     /// same for every value.
     #[arg(long, short = 'j', value_name = "N", default_value_t = 0)]
     pub jobs: usize,
+    /// Rebuild every layer even if the layer cache ($XDG_CACHE_HOME/bareroot)
+    /// has it. Also: BAREROOT_NO_CACHE=1.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Also store each platform's SBOM in the layout (and any push) as an
     /// OCI artifact whose subject is the image manifest.
     #[arg(long)]

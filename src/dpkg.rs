@@ -92,6 +92,8 @@ pub struct DpkgDb {
     distro: Option<Distro>,
     /// Listed directory → its real path inside the root (None: not a directory).
     dirs: Mutex<HashMap<PathBuf, Option<PathBuf>>>,
+    /// Host file → owning package index, as found.
+    owners: Mutex<HashMap<PathBuf, Option<usize>>>,
 }
 
 impl DpkgDb {
@@ -153,11 +155,8 @@ impl DpkgDb {
                 }
             }
         }
-        for (pkg, _) in &mut found {
-            let (license, licenses) = copyright_licenses(&hfs, &pkg.name)?;
-            pkg.license = license;
-            pkg.licenses = licenses;
-        }
+        // Licenses are read later, only for the packages an image uses
+        // (`load_licenses`): a full system has hundreds of copyright files.
         found.sort_by(|(a, _), (b, _)| {
             (&a.name, &a.architecture, &a.version).cmp(&(&b.name, &b.architecture, &b.version))
         });
@@ -177,6 +176,7 @@ impl DpkgDb {
         }
         let distro = os_release(&hfs)?;
         Ok(Some(DpkgDb {
+            owners: Mutex::new(HashMap::new()),
             root: root.to_path_buf(),
             root_abs,
             root_canon,
@@ -208,6 +208,27 @@ impl DpkgDb {
     /// compared after resolving their directories inside the root, so a
     /// file listed under `/lib` is found at `/usr/lib` in a usr-merged root.
     pub fn owner(&self, host_file: &Path) -> Option<&Package> {
+        let memo = self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host_file)
+            .copied();
+        let i = match memo {
+            Some(i) => i,
+            None => {
+                let i = self.find_owner(host_file);
+                self.owners
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(host_file.to_path_buf(), i);
+                i
+            }
+        };
+        i.map(|i| &self.packages[i])
+    }
+
+    fn find_owner(&self, host_file: &Path) -> Option<usize> {
         let real = self.in_root(host_file)?;
         let name = real.file_name()?;
         let dir = real.parent()?;
@@ -226,10 +247,19 @@ impl DpkgDb {
             // The file's own path has no symlink in it, so the listed
             // path names it exactly when their directories are the same.
             if real_dir.as_deref() == Some(dir) {
-                return Some(&self.packages[*i]);
+                return Some(*i);
             }
         }
         None
+    }
+
+    /// A package's licenses (SPDX expression, Debian names): as loaded, or
+    /// read from its copyright file now.
+    pub fn licenses(&self, pkg: &Package) -> (Option<String>, Vec<String>) {
+        if pkg.license.is_some() || !pkg.licenses.is_empty() {
+            return (pkg.license.clone(), pkg.licenses.clone());
+        }
+        copyright_licenses(&self.fs, &pkg.name).unwrap_or((None, Vec::new()))
     }
 
     /// The host path of a package's `/usr/share/doc/<name>/copyright` in
@@ -818,9 +848,10 @@ Description: a tool
     fn reads_licenses_of_machine_readable_copyright_only() {
         let t = debian_root();
         let db = DpkgDb::load(t.path()).unwrap().unwrap();
-        let foo = &db.packages()[0];
+        // Read on demand, for the packages an image uses.
+        let (license, licenses) = db.licenses(&db.packages()[0]);
         assert_eq!(
-            foo.licenses,
+            licenses,
             [
                 "Artistic",
                 "BSD-3-clause",
@@ -830,13 +861,13 @@ Description: a tool
             ]
         );
         assert_eq!(
-            foo.license.as_deref(),
+            license.as_deref(),
             Some(
                 "Artistic-1.0-Perl AND BSD-3-Clause AND GPL-2.0-or-later AND \
                  LGPL-2.1-or-later AND LicenseRef-public-domain"
             )
         );
-        assert_eq!(db.packages()[1].license, None);
+        assert_eq!(db.licenses(&db.packages()[1]).0, None);
     }
 
     #[test]

@@ -7,9 +7,11 @@
 
 pub mod app;
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod closure;
 pub mod compress;
+pub mod digest;
 pub mod dpkg;
 pub mod elf;
 pub mod error;

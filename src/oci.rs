@@ -256,7 +256,23 @@ impl LayoutWriter {
         fs::rename(temp, &dest).with_path("rename blob into", &dest)
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+    /// Put an existing blob file (a cached layer) in the layout under
+    /// `digest`: a hard link when possible, else a copy.
+    pub fn import_blob(&mut self, src: &Path, digest: &str) -> Result<()> {
+        let dest = self.blob_path(digest)?;
+        if fs::hard_link(src, &dest).is_ok() {
+            return Ok(());
+        }
+        self.seq += 1;
+        let tmp = self.root.join(format!("blobs/.tmp-{}", self.seq));
+        fs::copy(src, &tmp).with_path("copy cached layer to", &tmp)?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_path("sync", &tmp)?;
+        fs::rename(&tmp, &dest).with_path("rename blob into", &dest)
+    }
+
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
         if !valid_digest(digest) {
             return Err(Error::msg(format!("write blob: invalid digest {digest:?}")));
         }

@@ -14,7 +14,6 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use md5::Md5;
 use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -118,8 +117,8 @@ pub fn package_metadata(plan: &Plan, dbs: &[DpkgDb]) -> Result<BTreeMap<String, 
         out.insert(format!("{STATUS_D}/{name}"), stanza);
         let mut sums = String::new();
         for (path, src) in &o.files {
-            let (md5,) = hash_file(src, |b, (h,): &mut (Md5,)| h.update(b))?;
-            sums.push_str(&format!("{}  {}\n", hex(&md5.finalize()), path.rel()));
+            let md5 = crate::digest::of(src)?.md5;
+            sums.push_str(&format!("{}  {}\n", hex(&md5), path.rel()));
         }
         out.insert(format!("{STATUS_D}/{name}.md5sums"), sums.into_bytes());
     }
@@ -271,9 +270,10 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
                 }
             }
         }
-        let license = match &p.license {
+        let (license, names) = o.db.licenses(p);
+        let license = match &license {
             Some(l) => {
-                for name in &p.licenses {
+                for name in &names {
                     let lid = crate::dpkg::spdx_license_id(name);
                     if lid.starts_with("LicenseRef-") {
                         license_refs.entry(lid).or_insert_with(|| name.clone());
@@ -461,33 +461,14 @@ fn file_facts(src: &Path) -> Result<(String, String, Option<BuildInfo>)> {
         }
         crate::elf::is_elf(&head[..n])
     };
-    if is_elf {
+    let d = crate::digest::of(src)?;
+    let go = if is_elf {
         let bytes = fs::read(src).with_path("read", src)?;
-        return Ok((
-            hex(&Sha1::digest(&bytes)),
-            hex(&Sha256::digest(&bytes)),
-            gobuildinfo::parse(&bytes),
-        ));
-    }
-    let (s1, s256) = hash_file(src, |b, (s1, s256): &mut (Sha1, Sha256)| {
-        s1.update(b);
-        s256.update(b);
-    })?;
-    Ok((hex(&s1.finalize()), hex(&s256.finalize()), None))
-}
-
-/// Stream a file through hashers.
-fn hash_file<H: Default>(path: &Path, mut update: impl FnMut(&[u8], &mut H)) -> Result<H> {
-    let mut f = fs::File::open(path).with_path("open", path)?;
-    let mut h = H::default();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = f.read(&mut buf).with_path("read", path)?;
-        if n == 0 {
-            return Ok(h);
-        }
-        update(&buf[..n], &mut h);
-    }
+        gobuildinfo::parse(&bytes)
+    } else {
+        None
+    };
+    Ok((hex(&d.sha1), hex(&d.sha256), go))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -726,7 +707,7 @@ mod tests {
     }
 
     fn md5_hex(b: &[u8]) -> String {
-        hex(&Md5::digest(b))
+        hex(&md5::Md5::digest(b))
     }
 
     #[test]

@@ -73,3 +73,124 @@ fn compression_setting_is_checked() {
     );
     assert!(!tmp.path().join("x").exists());
 }
+
+/// A build with the cache of `dir` (and no BAREROOT_NO_CACHE).
+fn cached_build(recipe: &std::path::Path, out: &std::path::Path, dir: &std::path::Path) -> String {
+    let s = ok(bareroot()
+        .env_remove("BAREROOT_NO_CACHE")
+        .env("BAREROOT_CACHE_DIR", dir)
+        .arg("build")
+        .arg(recipe)
+        .arg("--output")
+        .arg(out)
+        .arg("--quiet"));
+    last_line(&s)
+}
+
+fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("layers"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
+    v.sort();
+    v
+}
+
+#[test]
+fn cache_hits_are_byte_identical_and_damage_or_changes_are_detected() {
+    use std::fs;
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let inputs = tmp.path().join("in");
+    fs::create_dir_all(&inputs).unwrap();
+    fs::copy(repo().join("recipes/hello/hello"), inputs.join("hello")).unwrap();
+    fs::write(inputs.join("data.txt"), "version one\n").unwrap();
+    let recipe = inputs.join("r.toml");
+    fs::write(
+        &recipe,
+        "name = \"cached\"\n[config]\nentrypoint = [\"/hello\"]\n[[binary]]\nsrc = \"hello\"\ndest = \"/hello\"\n[[file]]\nsrc = \"data.txt\"\ndest = \"/data.txt\"\n",
+    )
+    .unwrap();
+
+    let first = cached_build(&recipe, &tmp.path().join("a"), &cache);
+    assert_eq!(entries(&cache).len(), 1, "the layer is stored");
+    let second = cached_build(&recipe, &tmp.path().join("b"), &cache);
+    assert_eq!(first, second);
+    let layer = |dir: &str| {
+        let idx: serde_json::Value = serde_json::from_str(&ok(bareroot()
+            .arg("inspect")
+            .arg("--json")
+            .arg(tmp.path().join(dir))))
+        .unwrap();
+        idx[0]["images"][0]["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(layer("a"), layer("b"));
+
+    // A damaged entry is detected, not used: the layer is rebuilt, the same.
+    let entry = entries(&cache).remove(0);
+    let blob = entry.join("blob");
+    let mut bytes = fs::read(&blob).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    fs::remove_file(&blob).unwrap(); // it may be a hard link to a layout's blob
+    fs::write(&blob, &bytes).unwrap();
+    assert_eq!(cached_build(&recipe, &tmp.path().join("c"), &cache), first);
+    fs::write(entry.join("meta.json"), "{\"digest\":").unwrap();
+    assert_eq!(cached_build(&recipe, &tmp.path().join("d"), &cache), first);
+    assert!(entries(&cache)
+        .iter()
+        .all(|e| e.join("meta.json").is_file()));
+
+    // Changed input bytes of the same size and mtime are always seen.
+    let mtime = fs::metadata(inputs.join("data.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    fs::write(inputs.join("data.txt"), "version two\n").unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(inputs.join("data.txt"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let changed = cached_build(&recipe, &tmp.path().join("e"), &cache);
+    assert_ne!(
+        changed, first,
+        "a content change must not hit the old entry"
+    );
+    let uncached = last_line(&ok(bareroot()
+        .arg("build")
+        .arg(&recipe)
+        .arg("--output")
+        .arg(tmp.path().join("f"))
+        .arg("--quiet")));
+    assert_eq!(changed, uncached);
+
+    // --no-cache rebuilds and gives the same bytes.
+    let s = ok(bareroot()
+        .env_remove("BAREROOT_NO_CACHE")
+        .env("BAREROOT_CACHE_DIR", &cache)
+        .arg("build")
+        .arg(&recipe)
+        .arg("--output")
+        .arg(tmp.path().join("g"))
+        .arg("--quiet")
+        .arg("--no-cache"));
+    assert_eq!(last_line(&s), changed);
+
+    // The cache is bounded: with a tiny bound old entries go.
+    let s = ok(bareroot()
+        .env_remove("BAREROOT_NO_CACHE")
+        .env("BAREROOT_CACHE_DIR", &cache)
+        .env("BAREROOT_CACHE_MAX_BYTES", "1")
+        .arg("build")
+        .arg(repo().join("recipes/hello.toml"))
+        .arg("--output")
+        .arg(tmp.path().join("h"))
+        .arg("--quiet"));
+    assert!(!last_line(&s).is_empty());
+    assert!(entries(&cache).len() <= 1, "{:?}", entries(&cache));
+}

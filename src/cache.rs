@@ -1,0 +1,238 @@
+//! The layer cache: a layer whose inputs, settings and bareroot version are
+//! unchanged is not tarred or compressed again.
+//!
+//! The key is a SHA-256 over everything that decides the layer's bytes:
+//! the cache format, bareroot's version, the compression setting, the
+//! epoch and, for every entry of the plan in order, its path, kind, mode,
+//! owner, link target and — for files — a SHA-256 of the content read now.
+//! Input bytes are always hashed, never trusted from a timestamp, so any
+//! change is detected. An entry is a directory `layers/<key>/` holding the
+//! compressed blob and `meta.json`; it is written to a temporary directory
+//! and renamed into place, and on use the blob's size and SHA-256 are
+//! checked against `meta.json`, so a partial or corrupt entry is never used
+//! (it is removed and the layer rebuilt). The cache lives in
+//! `$XDG_CACHE_HOME/bareroot` (else `~/.cache/bareroot`) and is trimmed to
+//! a size bound, least recently used first.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::compress::Compression;
+use crate::error::{Error, IoResultExt, Result};
+use crate::layer::{sha256_name, LayerInfo};
+use crate::plan::{ItemKind, Plan};
+
+/// Bump when the key's recipe or the entry layout changes.
+const FORMAT: &str = "bareroot-layer-cache-1";
+
+/// Default bound on the cache's size.
+pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    digest: String,
+    diff_id: String,
+    size: u64,
+    media_type: String,
+}
+
+/// A layer cache directory.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+    max_bytes: u64,
+}
+
+impl Cache {
+    /// The user's cache (`$XDG_CACHE_HOME/bareroot` or `~/.cache/bareroot`);
+    /// `BAREROOT_CACHE_DIR` overrides, `BAREROOT_CACHE_MAX_BYTES` bounds it.
+    pub fn from_env() -> Option<Cache> {
+        let root = match std::env::var_os("BAREROOT_CACHE_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => match std::env::var_os("XDG_CACHE_HOME") {
+                Some(d) if !d.is_empty() => PathBuf::from(d).join("bareroot"),
+                _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/bareroot"),
+            },
+        };
+        let max_bytes = std::env::var("BAREROOT_CACHE_MAX_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_BYTES);
+        Some(Cache { root, max_bytes })
+    }
+
+    pub fn new(root: PathBuf, max_bytes: u64) -> Cache {
+        Cache { root, max_bytes }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The key of the layer `plan` makes with these settings.
+    pub fn key(plan: &Plan, epoch: u64, compression: Compression) -> Result<String> {
+        let mut h = Sha256::new();
+        let mut field = |b: &[u8]| {
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        field(FORMAT.as_bytes());
+        field(env!("CARGO_PKG_VERSION").as_bytes());
+        field(compression.to_string().as_bytes());
+        field(&epoch.to_le_bytes());
+        for (path, item) in &plan.entries {
+            field(path.as_str().as_bytes());
+            field(
+                &[
+                    item.mode.to_le_bytes(),
+                    item.uid.to_le_bytes(),
+                    item.gid.to_le_bytes(),
+                ]
+                .concat(),
+            );
+            match &item.kind {
+                ItemKind::Dir => field(b"d"),
+                ItemKind::Symlink { target } => {
+                    field(b"l");
+                    field(target.as_bytes());
+                }
+                ItemKind::Data { bytes } => {
+                    field(b"f");
+                    field(&Sha256::digest(bytes));
+                }
+                ItemKind::File { src, size } => {
+                    field(b"f");
+                    field(&size.to_le_bytes());
+                    field(&crate::digest::of(src)?.sha256);
+                }
+            }
+        }
+        Ok(sha256_name(h.finalize().as_slice())[7..].to_string())
+    }
+
+    /// A verified cached layer for `key`: its info and blob path. A
+    /// damaged entry is removed and reported as a miss.
+    pub fn get(&self, key: &str) -> Option<(LayerInfo, PathBuf)> {
+        let dir = self.root.join("layers").join(key);
+        let meta: Meta = serde_json::from_slice(&fs::read(dir.join("meta.json")).ok()?).ok()?;
+        let blob = dir.join("blob");
+        let ok = fs::metadata(&blob)
+            .map(|m| m.len() == meta.size)
+            .unwrap_or(false)
+            && hash_file(&blob).ok().map(|h| sha256_name(&h)) == Some(meta.digest.clone());
+        let media_type = [
+            crate::layer::MEDIA_TYPE_GZIP,
+            crate::layer::MEDIA_TYPE_ZSTD,
+            crate::layer::MEDIA_TYPE_TAR,
+        ]
+        .into_iter()
+        .find(|m| *m == meta.media_type);
+        match media_type {
+            Some(media_type) if ok && crate::oci::valid_digest(&meta.diff_id) => {
+                // Mark as recently used for trimming.
+                let _ = filetime_now(&dir.join("meta.json"));
+                Some((
+                    LayerInfo {
+                        digest: meta.digest,
+                        diff_id: meta.diff_id,
+                        size: meta.size,
+                        media_type,
+                    },
+                    blob,
+                ))
+            }
+            _ => {
+                let _ = fs::remove_dir_all(&dir);
+                None
+            }
+        }
+    }
+
+    /// Store a built layer (the blob at `blob`) under `key`, then trim.
+    /// Failures only cost the next build time, so they are returned for a
+    /// warning, never fatal to the build.
+    pub fn put(&self, key: &str, info: &LayerInfo, blob: &Path) -> Result<()> {
+        let layers = self.root.join("layers");
+        fs::create_dir_all(&layers).with_path("create cache directory", &layers)?;
+        let dest = layers.join(key);
+        if dest.exists() {
+            return Ok(());
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&layers)
+            .map_err(|e| Error::io("create cache entry in", &layers, e))?;
+        let b = tmp.path().join("blob");
+        if fs::hard_link(blob, &b).is_err() {
+            fs::copy(blob, &b).with_path("copy into the cache", &b)?;
+        }
+        let meta = Meta {
+            digest: info.digest.clone(),
+            diff_id: info.diff_id.clone(),
+            size: info.size,
+            media_type: info.media_type.to_string(),
+        };
+        fs::write(
+            tmp.path().join("meta.json"),
+            serde_json::to_vec(&meta).expect("serializes"),
+        )
+        .with_path("write cache entry", tmp.path())?;
+        let staged = tmp.keep();
+        if let Err(e) = fs::rename(&staged, &dest) {
+            let _ = fs::remove_dir_all(&staged);
+            if !dest.exists() {
+                return Err(Error::io("store cache entry", &dest, e));
+            }
+        }
+        self.trim()
+    }
+
+    /// Remove least recently used entries until the cache fits its bound.
+    pub fn trim(&self) -> Result<()> {
+        let layers = self.root.join("layers");
+        let mut entries = Vec::new();
+        let mut total = 0u64;
+        for e in fs::read_dir(&layers).with_path("read cache", &layers)? {
+            let Ok(e) = e else { continue };
+            let dir = e.path();
+            let size = fs::metadata(dir.join("blob")).map(|m| m.len()).unwrap_or(0);
+            let used = fs::metadata(dir.join("meta.json"))
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            total += size;
+            entries.push((used, size, dir));
+        }
+        entries.sort();
+        for (_, size, dir) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            let _ = fs::remove_dir_all(&dir);
+            total = total.saturating_sub(size);
+        }
+        Ok(())
+    }
+}
+
+fn hash_file(p: &Path) -> Result<[u8; 32]> {
+    let mut f = File::open(p).with_path("open", p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).with_path("read", p)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+fn filetime_now(p: &Path) -> io::Result<()> {
+    let f = fs::OpenOptions::new().write(true).open(p)?;
+    f.set_modified(std::time::SystemTime::now())
+}
