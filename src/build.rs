@@ -504,6 +504,8 @@ struct Staging {
     /// again if the build fails.
     created: Vec<PathBuf>,
     done: bool,
+    /// Held until the build is done or abandoned.
+    _lock: OutputLock,
 }
 
 impl Staging {
@@ -518,35 +520,7 @@ impl Staging {
             })?
             .to_string_lossy()
             .into_owned();
-        match fs::symlink_metadata(output) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::msg(format!(
-                    "write image to {}: it is a symlink; give the real directory",
-                    output.display()
-                )))
-            }
-            Ok(m) if !m.is_dir() => {
-                return Err(Error::msg(format!(
-                    "write image to {}: it exists and is not a directory",
-                    output.display()
-                )))
-            }
-            Ok(_) => {
-                let is_layout = output.join("oci-layout").is_file();
-                let empty = fs::read_dir(output)
-                    .with_path("read directory", output)?
-                    .next()
-                    .is_none();
-                if !is_layout && !empty {
-                    return Err(Error::msg(format!(
-                        "write image to {}: it exists and is not an OCI image layout; refusing to replace it",
-                        output.display()
-                    )));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("stat", output, e)),
-        }
+        check_output(output)?;
         let parent = match output.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -562,6 +536,14 @@ impl Staging {
         }
         created.reverse();
         fs::create_dir_all(&parent).with_path("create directory", &parent)?;
+        let lock = OutputLock::acquire(&parent)?;
+        // Again under the lock: another build may have written meanwhile.
+        if let Err(e) = check_output(output) {
+            for d in created.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+            return Err(e);
+        }
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -573,31 +555,102 @@ impl Staging {
             output: output.to_path_buf(),
             created,
             done: false,
+            _lock: lock,
         })
     }
 
     /// Put the finished layout in place of the output.
     fn commit(mut self) -> Result<()> {
         let parent = self.dir.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let mut old = self.dir.clone().into_os_string();
-        old.push(".old");
-        let old = PathBuf::from(old);
-        let had_old = match fs::rename(&self.output, &old) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::io("move aside previous image", &self.output, e)),
-        };
-        if let Err(e) = fs::rename(&self.dir, &self.output) {
-            if had_old {
-                let _ = fs::rename(&old, &self.output);
-            }
-            return Err(Error::io("move image into", &self.output, e));
-        }
-        self.done = true;
-        if had_old {
-            fs::remove_dir_all(&old).with_path("remove previous image", &old)?;
+        // An existing output is swapped with the new layout in one step
+        // (renameat2 RENAME_EXCHANGE), so at every instant --output is the
+        // previous image or the complete new one; the old one then goes.
+        if self.output.exists() {
+            exchange(&self.dir, &self.output)
+                .map_err(|e| Error::io("replace previous image at", &self.output, e))?;
+            self.done = true;
+            fs::remove_dir_all(&self.dir).with_path("remove previous image", &self.dir)?;
+        } else {
+            fs::rename(&self.dir, &self.output).with_path("move image into", &self.output)?;
+            self.done = true;
         }
         oci::sync_dir(&parent)
+    }
+}
+
+/// Atomically swap two paths of one filesystem.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths; no memory is handed over.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Refuse outputs bareroot must not replace: a symlink, a file, or a
+/// directory that is neither empty nor an OCI image layout.
+fn check_output(output: &Path) -> Result<()> {
+    match fs::symlink_metadata(output) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::msg(format!(
+                "write image to {}: it is a symlink; give the real directory",
+                output.display()
+            )))
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::msg(format!(
+                "write image to {}: it exists and is not a directory",
+                output.display()
+            )))
+        }
+        Ok(_) => {
+            let is_layout = output.join("oci-layout").is_file();
+            let empty = fs::read_dir(output)
+                .with_path("read directory", output)?
+                .next()
+                .is_none();
+            if !is_layout && !empty {
+                return Err(Error::msg(format!(
+                    "write image to {}: it exists and is not an OCI image layout; refusing to replace it",
+                    output.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("stat", output, e)),
+    }
+    Ok(())
+}
+
+/// An exclusive lock on the output's parent directory (flock on the
+/// directory itself, so no file is left behind), held for a whole build:
+/// two builds to one output take turns instead of interleaving.
+struct OutputLock {
+    _dir: fs::File,
+}
+
+impl OutputLock {
+    fn acquire(parent: &Path) -> Result<OutputLock> {
+        let dir = fs::File::open(parent).with_path("open directory", parent)?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::io("lock", parent, std::io::Error::last_os_error()));
+        }
+        Ok(OutputLock { _dir: dir })
     }
 }
 

@@ -9,6 +9,7 @@ mod distribution;
 mod e2e;
 mod elfgen;
 mod errors;
+mod faults;
 mod multiarch;
 mod oracle;
 mod repro;
