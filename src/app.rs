@@ -69,10 +69,13 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
             .map_err(|m| Error::msg(format!("parse --compression {m}")))?,
         jobs: a.jobs,
         cache: crate::cache::Cache::from_env(),
+        progress: crate::progress::Progress::start(a.quiet),
         no_cache: a.no_cache
             || std::env::var_os("BAREROOT_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()),
     };
-    let result = build::build(&recipe, &opts)?;
+    let result = build::build(&recipe, &opts);
+    opts.progress.finish();
+    let result = result?;
     if let Some(f) = &a.oci_archive {
         sink::archive::write_oci_archive(&result.output, f, result.epoch)?;
         if !a.quiet {

@@ -52,6 +52,8 @@ pub struct BuildOptions {
     /// Rebuild every layer even when the cache has it (the result is
     /// stored again).
     pub no_cache: bool,
+    /// Where build progress goes (off by default).
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for BuildOptions {
@@ -69,6 +71,7 @@ impl Default for BuildOptions {
             jobs: 0,
             cache: None,
             no_cache: false,
+            progress: crate::progress::Progress::off(),
         }
     }
 }
@@ -169,6 +172,7 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     };
     let referrers = images.iter().flat_map(|i| i.referrers.clone()).collect();
     layout.finish(top.clone(), referrers)?;
+    opts.progress.finish();
     staging.commit()?;
     Ok(BuildResult {
         output,
@@ -350,6 +354,8 @@ fn build_platform(
     layout: &mut LayoutWriter,
 ) -> Result<BuiltImage> {
     let t0 = std::time::Instant::now();
+    opts.progress
+        .stage(format!("{platform}: finding closures and package metadata"));
     let (plan, dbs) = plan_with_packages(recipe, platform, opts, toolchains)?;
     trace("plan", t0);
     let (files, bytes) = plan.file_stats();
@@ -370,8 +376,20 @@ fn build_platform(
         }
         None => {
             let (file, temp) = layout.temp_file()?;
-            let (layer, file) =
-                layer::write_layer(&plan, epoch, opts.compression, opts.jobs(), file, &temp)?;
+            opts.progress.stage(format!(
+                "{platform}: writing the layer ({files} files, {} MB, {})",
+                bytes / 1_000_000,
+                opts.compression
+            ));
+            let (layer, file) = layer::write_layer(
+                &plan,
+                epoch,
+                opts.compression,
+                opts.jobs(),
+                &opts.progress,
+                file,
+                &temp,
+            )?;
             layout.commit_temp(file, &temp, &layer.digest)?;
             if let (Some(c), Some(k)) = (&opts.cache, &key) {
                 // A cache that can't be written only costs time next build.

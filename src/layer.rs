@@ -105,6 +105,7 @@ pub fn write_layer(
     epoch: u64,
     compression: Compression,
     jobs: usize,
+    progress: &crate::progress::Progress,
     out: File,
     out_path: &Path,
 ) -> Result<(LayerInfo, File)> {
@@ -114,7 +115,14 @@ pub fn write_layer(
     let compressor = Compressor::new(compression, jobs, compressed)
         .with_path("start compressing layer", out_path)?;
     let mut tar = HashWriter::new(std::io::BufWriter::with_capacity(256 << 10, compressor));
-    write_tar(plan, epoch, &mut tar)?;
+    write_tar(
+        plan,
+        epoch,
+        crate::progress::Counted {
+            inner: &mut tar,
+            progress: progress.clone(),
+        },
+    )?;
     let (diff_id, _, buffered) = tar.finish();
     let compressor = buffered
         .into_inner()

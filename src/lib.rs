@@ -22,6 +22,7 @@ pub mod ldcache;
 pub mod oci;
 pub mod plan;
 pub mod platform;
+pub mod progress;
 pub mod recipe;
 pub mod run;
 pub mod runtime;
