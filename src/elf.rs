@@ -255,14 +255,32 @@ pub fn machine_name(machine: u16) -> String {
 
 /// The bytes of the section called `name`, if the file has section headers
 /// and that section lies inside the file.
+/// Only the header and section headers are read (no symbol tables), so a
+/// large library costs little.
 pub fn section_data<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    let elf = catch_unwind(AssertUnwindSafe(|| Elf::parse(bytes)))
-        .ok()?
-        .ok()?;
-    let sh = elf
-        .section_headers
-        .iter()
-        .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(name))?;
+    use goblin::elf::section_header::SectionHeader;
+    let found = catch_unwind(AssertUnwindSafe(|| -> Option<SectionHeader> {
+        let header = Elf::parse_header(bytes).ok()?;
+        let ctx = goblin::container::Ctx::new(header.container().ok()?, header.endianness().ok()?);
+        let count = header.e_shnum as usize;
+        if count == 0 || count > 1 << 16 {
+            return None;
+        }
+        let shdrs = SectionHeader::parse(bytes, header.e_shoff as usize, count, ctx).ok()?;
+        let strtab = shdrs.get(header.e_shstrndx as usize)?;
+        let start = usize::try_from(strtab.sh_offset).ok()?;
+        let end = start.checked_add(usize::try_from(strtab.sh_size).ok()?)?;
+        let names = bytes.get(start..end)?;
+        shdrs.into_iter().find(|sh| {
+            let at = sh.sh_name;
+            names
+                .get(at..)
+                .and_then(|rest| rest.split(|&b| b == 0).next())
+                == Some(name.as_bytes())
+        })
+    }))
+    .ok()??;
+    let sh = &found;
     if sh.sh_type == goblin::elf::section_header::SHT_NOBITS {
         return None;
     }

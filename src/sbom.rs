@@ -463,8 +463,11 @@ fn file_facts(src: &Path) -> Result<(String, String, Option<BuildInfo>)> {
     };
     let d = crate::digest::of(src)?;
     let go = if is_elf {
-        let bytes = fs::read(src).with_path("read", src)?;
-        gobuildinfo::parse(&bytes)
+        // Mapped, not read: only the pages the lookup touches are loaded.
+        let f = fs::File::open(src).with_path("open", src)?;
+        // SAFETY: a read-only private map of an input file.
+        let map = unsafe { memmap2::Mmap::map(&f) }.with_path("map", src)?;
+        gobuildinfo::parse(&map)
     } else {
         None
     };
