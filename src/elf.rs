@@ -101,7 +101,7 @@ pub fn parse(bytes: &[u8]) -> Result<ElfInfo, String> {
     if bytes.len() <= EI_CLASS || !matches!(bytes[EI_CLASS], ELFCLASS32 | ELFCLASS64) {
         return Err("invalid ELF class".into());
     }
-    let parsed = catch_unwind(AssertUnwindSafe(|| Elf::parse(bytes)));
+    let parsed = catch_unwind(AssertUnwindSafe(|| light_parse(bytes)));
     let elf = match parsed {
         Ok(Ok(elf)) => elf,
         Ok(Err(e)) => return Err(format!("malformed ELF: {}", first_line(&e.to_string()))),
@@ -233,6 +233,73 @@ fn dlopen_notes(elf: &Elf, bytes: &[u8]) -> Vec<DlopenNote> {
     out
 }
 
+/// goblin's `Elf` with only what bareroot reads: program headers, the
+/// interpreter, section headers and their names, the dynamic section and
+/// its strings, symbol versions. Symbol tables and relocations — most of a
+/// large library — are never touched, so parsing costs little time and
+/// memory whatever the file's size.
+fn light_parse(bytes: &[u8]) -> goblin::error::Result<Elf<'_>> {
+    use goblin::container::{Container, Ctx};
+    use goblin::elf::dynamic::{Dynamic, DT_RPATH, DT_RUNPATH};
+    use goblin::elf::program_header::{ProgramHeader, PT_INTERP};
+    use goblin::elf::section_header::SectionHeader;
+    use goblin::elf::symver::{VerdefSection, VerneedSection};
+    use goblin::strtab::Strtab;
+    use scroll::Pread;
+
+    let header = Elf::parse_header(bytes)?;
+    let mut elf = Elf::lazy_parse(header)?;
+    let container = if elf.is_64 {
+        Container::Big
+    } else {
+        Container::Little
+    };
+    let ctx = Ctx::new(container, scroll::Endian::from(elf.little_endian));
+    elf.program_headers =
+        ProgramHeader::parse(bytes, header.e_phoff as usize, header.e_phnum as usize, ctx)?;
+    for ph in &elf.program_headers {
+        if ph.p_type == PT_INTERP && ph.p_filesz != 0 {
+            elf.interpreter = bytes
+                .pread_with::<&str>(
+                    ph.p_offset as usize,
+                    scroll::ctx::StrCtx::Length((ph.p_filesz - 1) as usize),
+                )
+                .ok();
+        }
+    }
+    // Section headers are optional (sstrip removes them); without them
+    // there are no version sections or note sections to read.
+    if let Ok(shdrs) =
+        SectionHeader::parse(bytes, header.e_shoff as usize, header.e_shnum as usize, ctx)
+    {
+        if let Some(sh) = shdrs.get(header.e_shstrndx as usize) {
+            if let Ok(t) = Strtab::parse(bytes, sh.sh_offset as usize, sh.sh_size as usize, 0) {
+                elf.shdr_strtab = t;
+            }
+        }
+        elf.section_headers = shdrs;
+    }
+    elf.dynamic = Dynamic::parse(bytes, &elf.program_headers, ctx)?;
+    if let Some(dynamic) = &elf.dynamic {
+        let info = &dynamic.info;
+        elf.dynstrtab = Strtab::parse(bytes, info.strtab, info.strsz, 0)?;
+        if info.soname != 0 {
+            elf.soname = elf.dynstrtab.get_at(info.soname);
+        }
+        elf.libraries = dynamic.get_libraries(&elf.dynstrtab);
+        for d in &dynamic.dyns {
+            if d.d_tag == DT_RPATH {
+                elf.rpaths.extend(elf.dynstrtab.get_at(d.d_val as usize));
+            } else if d.d_tag == DT_RUNPATH {
+                elf.runpaths.extend(elf.dynstrtab.get_at(d.d_val as usize));
+            }
+        }
+    }
+    elf.verneed = VerneedSection::parse(bytes, &elf.section_headers, ctx).unwrap_or(None);
+    elf.verdef = VerdefSection::parse(bytes, &elf.section_headers, ctx).unwrap_or(None);
+    Ok(elf)
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_lowercase()
 }
@@ -287,6 +354,13 @@ pub fn section_data<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
     let start = usize::try_from(sh.sh_offset).ok()?;
     let len = usize::try_from(sh.sh_size).ok()?;
     bytes.get(start..start.checked_add(len)?)
+}
+
+/// Does the file have a section header table?
+pub fn has_section_headers(bytes: &[u8]) -> bool {
+    Elf::parse_header(bytes)
+        .map(|h| h.e_shnum > 0 && h.e_shoff > 0)
+        .unwrap_or(false)
 }
 
 /// `len` bytes at virtual address `vaddr`, through the PT_LOAD segments.

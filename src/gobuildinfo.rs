@@ -88,6 +88,10 @@ pub fn parse(bytes: &[u8]) -> Option<BuildInfo> {
     }
     let header = match elf::section_data(bytes, ".go.buildinfo") {
         Some(s) if s.starts_with(MAGIC) => s,
+        // Scanning the whole file is for binaries stripped of section
+        // headers only: with them, a Go binary names its section, and
+        // scanning every library would read every byte of it.
+        _ if elf::has_section_headers(bytes) => return None,
         _ => find_header(bytes)?,
     };
     let (version, modinfo) = decode_header(bytes, header)?;

@@ -148,12 +148,11 @@ impl Planner<'_> {
         if !want || self.plan_ref().entries.contains_key(&at) {
             return Ok(());
         }
+        // Mapped, not read: a large library costs the pages parsed.
+        let host = crate::sysroot::HostFs::new("/");
         let parse = |p: &Path| -> Option<Arc<crate::elf::ElfInfo>> {
-            let meta = std::fs::metadata(p).ok()?;
-            if meta.len() > crate::elf::MAX_ELF_SIZE {
-                return None;
-            }
-            let bytes = std::fs::read(p).ok()?;
+            use crate::sysroot::Fs;
+            let bytes = host.read_mapped(p, crate::elf::MAX_ELF_SIZE).ok()?;
             crate::elf::parse(&bytes).ok().map(Arc::new)
         };
         let bytes = crate::ldcache::generate(
