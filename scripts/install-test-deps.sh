@@ -43,10 +43,10 @@ for pair in "${needs[@]}"; do
   esac
 done
 
-# The SPDX validator comes from PyPI.
-if ! command -v pyspdxtools >/dev/null 2>&1; then
-  echo "install-test-deps: installing spdx-tools (PyPI)"
-  python3 -m pip install --quiet --disable-pip-version-check spdx-tools
+# The SPDX validator and the JSON-schema validator come from PyPI.
+if ! command -v pyspdxtools >/dev/null 2>&1 || ! python3 -c "import jsonschema, referencing" 2>/dev/null; then
+  echo "install-test-deps: installing spdx-tools and jsonschema (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check spdx-tools "jsonschema>=4.18"
   # pyenv's shims learn of new scripts only on a rehash.
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
