@@ -100,6 +100,10 @@ impl Cache {
                     field(b"l");
                     field(target.as_bytes());
                 }
+                ItemKind::HardLink { target } => {
+                    field(b"h");
+                    field(target.as_str().as_bytes());
+                }
                 ItemKind::Data { bytes } => {
                     field(b"f");
                     field(&Sha256::digest(bytes));

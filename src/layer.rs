@@ -157,6 +157,7 @@ pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, out: W) -> Result<()> {
             ItemKind::File { size, .. } => (EntryType::Regular, *size),
             ItemKind::Data { bytes } => (EntryType::Regular, bytes.len() as u64),
             ItemKind::Symlink { .. } => (EntryType::Symlink, 0),
+            ItemKind::HardLink { .. } => (EntryType::Link, 0),
         };
         let mut name = path.rel().to_string();
         if kind == EntryType::Directory {
@@ -180,7 +181,12 @@ pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, out: W) -> Result<()> {
             h.set_path(truncated(&name, 99))
                 .map_err(|e| tar_err(path, e))?;
         }
-        if let ItemKind::Symlink { target } = &item.kind {
+        let link = match &item.kind {
+            ItemKind::Symlink { target } => Some(target.as_str()),
+            ItemKind::HardLink { target } => Some(target.rel()),
+            _ => None,
+        };
+        if let Some(target) = link {
             if target.len() > 100 || h.set_link_name(target).is_err() {
                 pax.push(("linkpath", target.as_bytes().to_vec()));
                 h.set_link_name(truncated(target, 99))

@@ -52,6 +52,11 @@ pub enum ItemKind {
     Symlink {
         target: String,
     },
+    /// A hard link to another entry of the image (`[[tree]]` inputs that
+    /// are hard links of each other: the first in path order is the file).
+    HardLink {
+        target: ImagePath,
+    },
 }
 
 /// All entries of one image, sorted by path.
@@ -93,7 +98,9 @@ impl Plan {
                         current = ImagePath::from_path(&joined)?;
                         continue 'restart;
                     }
-                    Some(ItemKind::File { .. } | ItemKind::Data { .. }) => {
+                    Some(
+                        ItemKind::File { .. } | ItemKind::Data { .. } | ItemKind::HardLink { .. },
+                    ) => {
                         return Err(format!("{key} is a file, not a directory"));
                     }
                     _ => {}
@@ -152,6 +159,9 @@ impl Plan {
                     }
                     *old = item;
                 }
+                Ok(())
+            }
+            (ItemKind::HardLink { target: a }, ItemKind::HardLink { target: b }) if a == b => {
                 Ok(())
             }
             (ItemKind::Symlink { target: a }, ItemKind::Symlink { target: b }) => {
@@ -755,6 +765,8 @@ impl<'a> Planner<'a> {
                     }
                 })
         };
+        // Hard-linked inputs: (device, inode) → indexes into `later`.
+        let mut links: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
         let walker = WalkDir::new(&root_host)
             .follow_links(false)
             .sort_by_file_name()
@@ -846,7 +858,30 @@ impl<'a> Planner<'a> {
                     entry.path().display()
                 )));
             };
+            if t.is_file() {
+                use std::os::unix::fs::MetadataExt;
+                if let Ok(m) = entry.metadata() {
+                    if m.nlink() > 1 {
+                        links
+                            .entry((m.dev(), m.ino()))
+                            .or_default()
+                            .push(later.len());
+                    }
+                }
+            }
             later.push((at, item, label.to_string()));
+        }
+        // Within a group of hard links, the first path in image order (the
+        // layer's order) carries the bytes; the others become link entries.
+        for group in links.values().filter(|g| g.len() > 1) {
+            let mut group = group.clone();
+            group.sort_by(|a, b| later[*a].0.cmp(&later[*b].0));
+            let first = later[group[0]].0.clone();
+            for &i in &group[1..] {
+                later[i].1.kind = ItemKind::HardLink {
+                    target: first.clone(),
+                };
+            }
         }
         Ok(())
     }

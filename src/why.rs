@@ -26,6 +26,7 @@ pub fn explain(
     let kind = match &item.kind {
         ItemKind::Dir => "directory",
         ItemKind::Symlink { .. } => "symlink",
+        ItemKind::HardLink { .. } => "hard link",
         ItemKind::File { .. } | ItemKind::Data { .. } => "file",
     };
     let mut out = format!("{path} ({kind}) is in the image because:\n");

@@ -11,6 +11,7 @@ mod e2e;
 mod elfgen;
 mod errors;
 mod faults;
+mod hardening;
 mod multiarch;
 mod oracle;
 mod repro;
