@@ -141,6 +141,9 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
         .clone()
         .unwrap_or_else(|| Path::new("out").join(&recipe.name));
     let toolchains = toolchains_for(recipe, opts)?;
+    if let Some(c) = &opts.cache {
+        crate::digest::load(&c.root().join("digests.json"));
+    }
     let staging = Staging::new(&output)?;
     let mut layout = LayoutWriter::new(&staging.dir)?;
 
@@ -173,6 +176,9 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     let referrers = images.iter().flat_map(|i| i.referrers.clone()).collect();
     layout.finish(top.clone(), referrers)?;
     opts.progress.finish();
+    if let Some(c) = &opts.cache {
+        crate::digest::save(&c.root().join("digests.json"), 500_000);
+    }
     staging.commit()?;
     Ok(BuildResult {
         output,

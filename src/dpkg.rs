@@ -233,6 +233,11 @@ impl DpkgDb {
         let name = real.file_name()?;
         let dir = real.parent()?;
         let candidates = self.files.get(name)?;
+        // Fast path: a listed path that is already the real one (no
+        // symlink to resolve), e.g. one of the many __init__.py files.
+        if let Some((i, _)) = candidates.iter().find(|(_, l)| l.parent() == Some(dir)) {
+            return Some(*i);
+        }
         let mut cache = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
         for (i, listed) in candidates {
             let Some(listed_dir) = listed.parent() else {
