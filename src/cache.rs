@@ -4,9 +4,10 @@
 //! The key is a SHA-256 over everything that decides the layer's bytes:
 //! the cache format, bareroot's version, the compression setting, the
 //! epoch and, for every entry of the plan in order, its path, kind, mode,
-//! owner, link target and — for files — a SHA-256 of the content read now.
-//! Input bytes are always hashed, never trusted from a timestamp, so any
-//! change is detected. An entry is a directory `layers/<key>/` holding the
+//! owner, link target and — for files — the SHA-256 of the content. That
+//! digest comes from the stat cache of [`crate::digest`] only when the
+//! file's device, inode, size, mtime and ctime are all unchanged, and is
+//! computed from the bytes otherwise, so any change of content is detected. An entry is a directory `layers/<key>/` holding the
 //! compressed blob and `meta.json`; it is written to a temporary directory
 //! and renamed into place, and on use the blob's size and SHA-256 are
 //! checked against `meta.json`, so a partial or corrupt entry is never used
