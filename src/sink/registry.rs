@@ -612,23 +612,9 @@ impl<'o> Client<'o> {
         Ok(())
     }
 
-    /// PUT a manifest; true when the registry says it tracks its subject.
+    /// PUT a manifest and check the digest the registry computed; true
+    /// when the registry says it tracks the manifest's subject (referrers).
     fn put_manifest_reply(&mut self, m: &Content, reference: &str) -> Result<bool> {
-        let bytes = std::fs::read(&m.path).with_path("read", &m.path)?;
-        let headers = [("Content-Type", m.descriptor.media_type.clone())];
-        let r = self.request(
-            "PUT",
-            &self.url(&format!("manifests/{reference}")),
-            &headers,
-            Body::Bytes(&bytes),
-        )?;
-        if r.status != 201 {
-            return Err(self.status_error(&format!("put manifest {reference}"), r.status, &r.body));
-        }
-        Ok(r.oci_subject)
-    }
-
-    fn put_manifest(&mut self, m: &Content, reference: &str) -> Result<()> {
         let bytes = std::fs::read(&m.path).with_path("read", &m.path)?;
         let what = format!("put manifest {reference}");
         let headers = [("Content-Type", m.descriptor.media_type.clone())];
@@ -646,8 +632,12 @@ impl<'o> Client<'o> {
                 "{what}: the registry computed {got}, not {}",
                 m.descriptor.digest
             ))),
-            _ => Ok(()),
+            _ => Ok(r.oci_subject),
         }
+    }
+
+    fn put_manifest(&mut self, m: &Content, reference: &str) -> Result<()> {
+        self.put_manifest_reply(m, reference).map(|_| ())
     }
 
     /// One request with retries (connection errors, 408, 429, 5xx) and
