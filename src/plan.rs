@@ -401,21 +401,12 @@ impl<'a> Planner<'a> {
                         .check(&info)
                         .map_err(|m| fail(format!("{} {m}", host.display())))?;
                     let size = file_size(&host).map_err(fail)?;
-                    later.push((
-                        dest.clone(),
-                        Item {
-                            kind: ItemKind::File {
-                                src: host.clone(),
-                                size,
-                            },
-                            mode: mode.unwrap_or(EXEC_MODE),
-                            uid: owner.map_or(0, |o| o.uid),
-                            gid: owner.map_or(0, |o| o.gid),
-                            why: entry.label.clone(),
-                            explicit: true,
-                        },
-                        entry.label.clone(),
-                    ));
+                    let kind = ItemKind::File {
+                        src: host.clone(),
+                        size,
+                    };
+                    let item = recipe_item(kind, mode.unwrap_or(EXEC_MODE), *owner, &entry.label);
+                    later.push((dest.clone(), item, entry.label.clone()));
                     self.collect(&entry.label, side, &path, dest, &mut deps)?;
                 }
                 EntryKind::File {
@@ -444,18 +435,13 @@ impl<'a> Planner<'a> {
                         Some(m) => *m,
                         None => default_mode(&host)?,
                     };
-                    later.push((
-                        dest.clone(),
-                        Item {
-                            kind: ItemKind::File { src: host, size },
-                            mode,
-                            uid: owner.map_or(0, |o| o.uid),
-                            gid: owner.map_or(0, |o| o.gid),
-                            why: entry.label.clone(),
-                            explicit: true,
-                        },
-                        entry.label.clone(),
-                    ));
+                    let item = recipe_item(
+                        ItemKind::File { src: host, size },
+                        mode,
+                        *owner,
+                        &entry.label,
+                    );
+                    later.push((dest.clone(), item, entry.label.clone()));
                 }
                 EntryKind::Tree {
                     src,
@@ -482,18 +468,15 @@ impl<'a> Planner<'a> {
                         }
                     }
                 }
-                EntryKind::Dir { dest, mode, owner } => later.push((
-                    dest.clone(),
-                    Item {
-                        kind: ItemKind::Dir,
-                        mode: mode.unwrap_or(DIR_MODE),
-                        uid: owner.map_or(0, |o| o.uid),
-                        gid: owner.map_or(0, |o| o.gid),
-                        why: entry.label.clone(),
-                        explicit: true,
-                    },
-                    entry.label.clone(),
-                )),
+                EntryKind::Dir { dest, mode, owner } => {
+                    let item = recipe_item(
+                        ItemKind::Dir,
+                        mode.unwrap_or(DIR_MODE),
+                        *owner,
+                        &entry.label,
+                    );
+                    later.push((dest.clone(), item, entry.label.clone()));
+                }
                 EntryKind::Library { name } => {
                     self.library(&entry.label, name, true, &mut deps)?;
                 }
@@ -884,6 +867,23 @@ impl<'a> Planner<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// An entry a recipe names: its mode and owner as the recipe says.
+fn recipe_item(
+    kind: ItemKind,
+    mode: u32,
+    owner: Option<crate::recipe::Owner>,
+    label: &str,
+) -> Item {
+    Item {
+        kind,
+        mode,
+        uid: owner.map_or(0, |o| o.uid),
+        gid: owner.map_or(0, |o| o.gid),
+        why: label.to_string(),
+        explicit: true,
     }
 }
 

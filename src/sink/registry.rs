@@ -592,22 +592,8 @@ impl<'o> Client<'o> {
                 manifests: list,
                 annotations: BTreeMap::new(),
             };
-            let bytes = oci::canonical_json(&index);
             let tag = format!("sha256-{}", &subject[7..]);
-            let headers = [("Content-Type", oci::MEDIA_TYPE_INDEX.to_string())];
-            let r = self.request(
-                "PUT",
-                &self.url(&format!("manifests/{tag}")),
-                &headers,
-                Body::Bytes(&bytes),
-            )?;
-            if r.status != 201 {
-                return Err(self.status_error(
-                    &format!("put referrers index {tag}"),
-                    r.status,
-                    &r.body,
-                ));
-            }
+            self.put_manifest_bytes(oci::MEDIA_TYPE_INDEX, &oci::canonical_json(&index), &tag)?;
         }
         Ok(())
     }
@@ -616,24 +602,31 @@ impl<'o> Client<'o> {
     /// when the registry says it tracks the manifest's subject (referrers).
     fn put_manifest_reply(&mut self, m: &Content, reference: &str) -> Result<bool> {
         let bytes = std::fs::read(&m.path).with_path("read", &m.path)?;
-        let what = format!("put manifest {reference}");
-        let headers = [("Content-Type", m.descriptor.media_type.clone())];
-        let r = self.request(
-            "PUT",
-            &self.url(&format!("manifests/{reference}")),
-            &headers,
-            Body::Bytes(&bytes),
-        )?;
-        if r.status != 201 {
-            return Err(self.status_error(&what, r.status, &r.body));
-        }
+        let r = self.put_manifest_bytes(&m.descriptor.media_type, &bytes, reference)?;
         match &r.digest {
             Some(got) if got != &m.descriptor.digest => Err(Error::msg(format!(
-                "{what}: the registry computed {got}, not {}",
+                "put manifest {reference}: the registry computed {got}, not {}",
                 m.descriptor.digest
             ))),
             _ => Ok(r.oci_subject),
         }
+    }
+
+    /// PUT manifest bytes under `reference`, Content-Type = `media_type`;
+    /// anything but 201 is an error.
+    fn put_manifest_bytes(
+        &mut self,
+        media_type: &str,
+        bytes: &[u8],
+        reference: &str,
+    ) -> Result<Reply> {
+        let headers = [("Content-Type", media_type.to_string())];
+        let url = self.url(&format!("manifests/{reference}"));
+        let r = self.request("PUT", &url, &headers, Body::Bytes(bytes))?;
+        if r.status != 201 {
+            return Err(self.status_error(&format!("put manifest {reference}"), r.status, &r.body));
+        }
+        Ok(r)
     }
 
     fn put_manifest(&mut self, m: &Content, reference: &str) -> Result<()> {

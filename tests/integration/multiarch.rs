@@ -131,47 +131,15 @@ fn recipe(name: &str) -> PathBuf {
     support::repo().join("recipes").join(name)
 }
 
-/// A built layout and the top digest `bareroot build` printed.
-struct Built {
-    layout: PathBuf,
-    digest: String,
-}
+use crate::support::Built;
 
-/// Where this test process keeps its layouts: `<target tmp>/multiarch/<pid>`.
-/// Directories of earlier runs whose process is gone are removed first, so
-/// layouts never pile up (and concurrent runs never share one).
 fn layouts_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("multiarch");
-        fs::create_dir_all(&base).unwrap();
-        for e in fs::read_dir(&base).unwrap().flatten() {
-            let gone = e
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
-            if gone {
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
-        let dir = base.join(std::process::id().to_string());
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir(&dir).unwrap();
-        dir
-    })
+    DIR.get_or_init(|| support::run_dir("multiarch"))
 }
 
-fn build_once(cell: &'static OnceLock<Built>, recipe_file: &str, name: &str) -> &'static Built {
-    cell.get_or_init(|| {
-        let layout = layouts_dir().join(name);
-        let digest = support::build(&recipe(recipe_file), &layout);
-        assert!(
-            digest.len() == 71 && digest.starts_with("sha256:"),
-            "build {recipe_file}: the last stdout line is not a digest: {digest:?}"
-        );
-        Built { layout, digest }
-    })
+fn build_once(cell: &'static OnceLock<Built>, file: &str, name: &str) -> &'static Built {
+    support::build_once(cell, layouts_dir(), &recipe(file), name)
 }
 
 /// `recipes/multiarch.toml`, built once; fails when the cross-compiled

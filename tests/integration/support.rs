@@ -121,3 +121,50 @@ impl Podman {
         c
     }
 }
+
+/// A built layout and the top digest `bareroot build` printed.
+pub struct Built {
+    pub layout: PathBuf,
+    pub digest: String,
+}
+
+/// `<target tmp>/<area>/<pid>`, new for this test process; directories of
+/// earlier runs whose process is gone are removed first, so layouts never
+/// pile up and concurrent runs never share one.
+pub fn run_dir(area: &str) -> PathBuf {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(area);
+    std::fs::create_dir_all(&base).unwrap();
+    for e in std::fs::read_dir(&base).unwrap().flatten() {
+        let gone = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let dir = base.join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
+/// Build `recipe` into `dir/name` once per test process.
+pub fn build_once<'a>(
+    cell: &'a OnceLock<Built>,
+    dir: &Path,
+    recipe: &Path,
+    name: &str,
+) -> &'a Built {
+    cell.get_or_init(|| {
+        let layout = dir.join(name);
+        let digest = build(recipe, &layout);
+        assert!(
+            digest.len() == 71 && digest.starts_with("sha256:"),
+            "build {}: the last stdout line is not a digest: {digest:?}",
+            recipe.display()
+        );
+        Built { layout, digest }
+    })
+}
