@@ -3,7 +3,8 @@
 //! several) → an OCI image layout, written beside the output and moved into
 //! place only when complete.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -141,8 +142,14 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
         .clone()
         .unwrap_or_else(|| Path::new("out").join(&recipe.name));
     let toolchains = toolchains_for(recipe, opts)?;
-    if let Some(c) = &opts.cache {
-        crate::digest::load(&c.root().join("digests.json"));
+    // The stat cache of input digests; --no-cache builds without it.
+    let stat_cache = opts
+        .cache
+        .as_ref()
+        .filter(|_| !opts.no_cache)
+        .map(|c| c.root().join("digests.json"));
+    if let Some(file) = &stat_cache {
+        crate::digest::load(file);
     }
     let staging = Staging::new(&output)?;
     let mut layout = LayoutWriter::new(&staging.dir)?;
@@ -176,8 +183,8 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     let referrers = images.iter().flat_map(|i| i.referrers.clone()).collect();
     layout.finish(top.clone(), referrers)?;
     opts.progress.finish();
-    if let Some(c) = &opts.cache {
-        crate::digest::save(&c.root().join("digests.json"), 500_000);
+    if let Some(file) = &stat_cache {
+        crate::digest::save(file, 500_000);
     }
     staging.commit()?;
     Ok(BuildResult {
@@ -223,22 +230,23 @@ pub fn plan_with_packages(
         // multiarch packages of this architecture.
         None => vec![PathBuf::from("/")],
     };
-    let mut dbs = Vec::new();
-    for r in &roots {
-        if let Some(db) = DpkgDb::load(r)? {
-            dbs.push(db);
-        }
-    }
-    // Every input's digests in one parallel pass (md5sums, SBOM, cache key).
-    let inputs: Vec<PathBuf> = plan
+    // Only the file names the image can hold are indexed: its files, the
+    // copyright files and os-release added below.
+    let mut names: HashSet<OsString> = plan
         .entries
         .values()
         .filter_map(|i| match &i.kind {
-            ItemKind::File { src, .. } => Some(src.clone()),
+            ItemKind::File { src, .. } => src.file_name().map(OsString::from),
             _ => None,
         })
         .collect();
-    crate::digest::prefetch(&inputs);
+    names.extend(["copyright", "os-release"].map(OsString::from));
+    let mut dbs = Vec::new();
+    for r in &roots {
+        if let Some(db) = DpkgDb::load_for(r, Some(&names))? {
+            dbs.push(db);
+        }
+    }
     if dbs.is_empty() {
         return Ok((plan, dbs));
     }
@@ -366,12 +374,28 @@ fn build_platform(
     trace("plan", t0);
     let (files, bytes) = plan.file_stats();
 
-    let key = match &opts.cache {
-        Some(_) => Some(Cache::key(&plan, epoch, opts.compression)?),
-        None => None,
+    // The cache is looked up only when every input's digests are known
+    // from the stat cache (or earlier in this process): making the key
+    // would otherwise read every input once more before the layer pass,
+    // which computes the digests as it reads. An entry missed that way is
+    // rebuilt to the same bytes and stored again.
+    let inputs: Vec<PathBuf> = plan
+        .entries
+        .values()
+        .filter_map(|i| match &i.kind {
+            ItemKind::File { src, .. } => Some(src.clone()),
+            _ => None,
+        })
+        .collect();
+    let cache = opts.cache.as_ref().filter(|_| !opts.no_cache);
+    let early_key = match cache {
+        Some(_) if crate::digest::all_known(&inputs) => {
+            Some(Cache::key(&plan, epoch, opts.compression)?)
+        }
+        _ => None,
     };
-    let cached = match (&opts.cache, &key) {
-        (Some(c), Some(k)) if !opts.no_cache => c.get(k),
+    let cached = match (cache, &early_key) {
+        (Some(c), Some(k)) => c.get(k),
         _ => None,
     };
     trace("key", t0);
@@ -397,9 +421,13 @@ fn build_platform(
                 &temp,
             )?;
             layout.commit_temp(file, &temp, &layer.digest)?;
-            if let (Some(c), Some(k)) = (&opts.cache, &key) {
+            if let Some(c) = &opts.cache {
+                let key = match early_key {
+                    Some(k) => k,
+                    None => Cache::key(&plan, epoch, opts.compression)?,
+                };
                 // A cache that can't be written only costs time next build.
-                let _ = c.put(k, &layer, &layout.blob_path(&layer.digest)?);
+                let _ = c.put(&key, &layer, &layout.blob_path(&layer.digest)?);
             }
             layer
         }

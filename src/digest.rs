@@ -1,20 +1,21 @@
-//! Content digests of input files, computed once per file and process: one
-//! read feeds MD5 (dpkg md5sums), SHA-1 and SHA-256 (SPDX, the layer cache
-//! key), and `prefetch` computes them for many files in parallel.
+//! Content digests of input files, computed once per file and process:
+//! SHA-1 and SHA-256 (SPDX, the layer cache key). The layer pass computes
+//! them while it reads each file for the tar stream ([`remember`]), so a
+//! cold build reads every input once; [`of`] computes them on its own for a
+//! file the layer pass did not read.
 //!
 //! With a layer cache, the digests also persist between builds in a stat
 //! cache (`digests.json` in the cache directory): an entry is used only
 //! when the file's path, device, inode, size, mtime and ctime (which no
 //! user can set back) are all unchanged; on any doubt the file is read and
-//! hashed again.
+//! hashed again. `--no-cache` neither reads nor writes the stat cache.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -23,68 +24,99 @@ use crate::error::{IoResultExt, Result};
 /// The digests of one file's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Digests {
-    pub md5: [u8; 16],
     pub sha1: [u8; 20],
     pub sha256: [u8; 32],
 }
 
-/// A file's identity for the memo: path, device, inode, size, mtime and
-/// ctime, so a file rewritten in place is hashed again.
-type Key = (PathBuf, u64, u64, u64, i64, i64, i64, i64);
+/// What identifies a file's content without reading it: device, inode,
+/// size, mtime and ctime (seconds and nanoseconds). A file rewritten in
+/// place, even to the same size, gets a new ctime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Stamp([i64; 7]);
+
+impl Stamp {
+    pub fn of(m: &Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp([
+            m.dev() as i64,
+            m.ino() as i64,
+            m.size() as i64,
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ])
+    }
+}
+
+type Key = (PathBuf, Stamp);
 
 fn memo() -> &'static Mutex<HashMap<Key, Arc<Digests>>> {
     static M: OnceLock<Mutex<HashMap<Key, Arc<Digests>>>> = OnceLock::new();
     M.get_or_init(Default::default)
 }
 
-/// The digests of the file at `path` (a host path), computed on first use.
-pub fn of(path: &Path) -> Result<Arc<Digests>> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).with_path("stat", path)?;
-    let key = (
-        path.to_path_buf(),
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    );
-    if let Some(d) = memo().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(d.clone());
-    }
-    let d = Arc::new(compute(path)?);
+/// The digests of the file at `path` when this process (or the stat cache)
+/// already knows them for its current stamp.
+pub fn known(path: &Path, meta: &Metadata) -> Option<Arc<Digests>> {
     memo()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(key, d.clone());
-    Ok(d)
+        .get(&(path.to_path_buf(), Stamp::of(meta)))
+        .cloned()
 }
 
-/// Compute the digests of many files on all cores; errors surface later,
-/// from `of`.
-pub fn prefetch(paths: &[PathBuf]) {
-    use rayon::prelude::*;
-    paths.par_iter().for_each(|p| {
-        let _ = of(p);
-    });
+/// Record digests computed elsewhere (the layer pass) for `path` as it was
+/// when `stamp` was taken.
+pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
+    memo()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((path.to_path_buf(), stamp), Arc::new(d));
+}
+
+/// The digests of the file at `path` (a host path), computed on first use.
+pub fn of(path: &Path) -> Result<Arc<Digests>> {
+    let m = std::fs::metadata(path).with_path("stat", path)?;
+    if let Some(d) = known(path, &m) {
+        return Ok(d);
+    }
+    let d = compute(path)?;
+    remember(path, Stamp::of(&m), d.clone());
+    Ok(Arc::new(d))
+}
+
+/// Did every one of `paths` have known digests (so a cache key can be made
+/// without reading any file)?
+pub fn all_known(paths: &[PathBuf]) -> bool {
+    paths.iter().all(|p| {
+        std::fs::metadata(p)
+            .ok()
+            .is_some_and(|m| known(p, &m).is_some())
+    })
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Saved {
     path: PathBuf,
     stat: [i64; 7],
-    md5: String,
     sha1: String,
     sha256: String,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// Lowercase hex.
+pub fn hex(b: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(HEX[(x >> 4) as usize] as char);
+        s.push(HEX[(x & 15) as usize] as char);
+    }
+    s
 }
 
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+/// Lowercase or uppercase hex of exactly N bytes → the bytes.
+pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N {
         return None;
     }
@@ -106,25 +138,10 @@ pub fn load(file: &Path) {
     };
     let mut memo = memo().lock().unwrap_or_else(|e| e.into_inner());
     for s in saved {
-        let (Some(md5), Some(sha1), Some(sha256)) =
-            (unhex(&s.md5), unhex(&s.sha1), unhex(&s.sha256))
-        else {
+        let (Some(sha1), Some(sha256)) = (unhex(&s.sha1), unhex(&s.sha256)) else {
             continue;
         };
-        let [dev, ino, size, mt, mtn, ct, ctn] = s.stat;
-        memo.insert(
-            (
-                s.path,
-                dev as u64,
-                ino as u64,
-                size as u64,
-                mt,
-                mtn,
-                ct,
-                ctn,
-            ),
-            Arc::new(Digests { md5, sha1, sha256 }),
-        );
+        memo.insert((s.path, Stamp(s.stat)), Arc::new(Digests { sha1, sha256 }));
     }
 }
 
@@ -134,10 +151,9 @@ pub fn save(file: &Path, max: usize) {
     let memo = memo().lock().unwrap_or_else(|e| e.into_inner());
     let mut saved: Vec<Saved> = memo
         .iter()
-        .map(|((path, dev, ino, size, mt, mtn, ct, ctn), d)| Saved {
+        .map(|((path, stamp), d)| Saved {
             path: path.clone(),
-            stat: [*dev as i64, *ino as i64, *size as i64, *mt, *mtn, *ct, *ctn],
-            md5: hex(&d.md5),
+            stat: stamp.0,
             sha1: hex(&d.sha1),
             sha256: hex(&d.sha256),
         })
@@ -158,22 +174,34 @@ pub fn save(file: &Path, max: usize) {
     }
 }
 
-fn compute(path: &Path) -> Result<Digests> {
-    let mut f = File::open(path).with_path("open", path)?;
-    let (mut m, mut s1, mut s2) = (Md5::new(), Sha1::new(), Sha256::new());
+/// Feed every byte of the file at `path` to `f`, in order.
+fn read_through(path: &Path, mut f: impl FnMut(&[u8])) -> Result<()> {
+    let mut file = File::open(path).with_path("open", path)?;
     let mut buf = vec![0u8; 256 << 10];
     loop {
-        let n = f.read(&mut buf).with_path("read", path)?;
+        let n = file.read(&mut buf).with_path("read", path)?;
         if n == 0 {
-            break;
+            return Ok(());
         }
-        m.update(&buf[..n]);
-        s1.update(&buf[..n]);
-        s2.update(&buf[..n]);
+        f(&buf[..n]);
     }
+}
+
+fn compute(path: &Path) -> Result<Digests> {
+    let (mut s1, mut s2) = (Sha1::new(), Sha256::new());
+    read_through(path, |b| {
+        s1.update(b);
+        s2.update(b);
+    })?;
     Ok(Digests {
-        md5: m.finalize().into(),
         sha1: s1.finalize().into(),
         sha256: s2.finalize().into(),
     })
+}
+
+/// The MD5 of a file (for dpkg md5sums lines dpkg itself has no record of).
+pub fn md5_of(path: &Path) -> Result<[u8; 16]> {
+    let mut h = md5::Md5::new();
+    read_through(path, |b| h.update(b))?;
+    Ok(h.finalize().into())
 }

@@ -10,7 +10,7 @@
 //! where dpkg lists `/lib/x86_64-linux-gnu/libc.so.6` and the file really is
 //! `/usr/lib/x86_64-linux-gnu/libc.so.6`, work.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -87,19 +87,30 @@ pub struct DpkgDb {
     fs: HostFs,
     /// Sorted by (name, architecture, version).
     packages: Vec<Package>,
+    /// Per package: where its md5sums may be (in the root), in order.
+    md5sums: Vec<Vec<PathBuf>>,
     /// File name → (package index, path as dpkg lists it).
     files: HashMap<OsString, Vec<(usize, PathBuf)>>,
     distro: Option<Distro>,
     /// Listed directory → its real path inside the root (None: not a directory).
     dirs: Mutex<HashMap<PathBuf, Option<PathBuf>>>,
-    /// Host file → owning package index, as found.
-    owners: Mutex<HashMap<PathBuf, Option<usize>>>,
+    /// Host file → (owning package index, path as dpkg lists it), as found.
+    owners: Mutex<HashMap<PathBuf, Option<(usize, PathBuf)>>>,
 }
 
 impl DpkgDb {
     /// Read the dpkg database of `root`. None when the root has neither a
     /// status file nor a status.d directory (a tree unpacked with `dpkg -x`).
     pub fn load(root: &Path) -> Result<Option<DpkgDb>> {
+        DpkgDb::load_for(root, None)
+    }
+
+    /// [`DpkgDb::load`], indexing only the listed files whose file name is
+    /// in `names` (when given): [`DpkgDb::owner`] then finds nothing for
+    /// other files. A full system lists over a hundred thousand paths; an
+    /// image needs a few thousand.
+    pub fn load_for(root: &Path, names: Option<&HashSet<OsString>>) -> Result<Option<DpkgDb>> {
+        use rayon::prelude::*;
         let meta = fs::metadata(root).with_path("open dpkg root", root)?;
         if !meta.is_dir() {
             return Err(Error::msg(format!(
@@ -123,21 +134,20 @@ impl DpkgDb {
             return Ok(None);
         }
 
-        // (package, listed files) before sorting and indexing.
-        let mut found: Vec<(Package, Vec<PathBuf>)> = Vec::new();
+        // (package, its status.d md5sums file if any) before reading lists.
+        let mut stanzas: Vec<(Package, Option<PathBuf>)> = Vec::new();
         if let Some(text) = status {
             let text = String::from_utf8_lossy(&text);
             for stanza in parse_stanzas(&text) {
                 if let Some(pkg) = package(&stanza) {
-                    let files = info_list(&hfs, &pkg)?;
-                    found.push((pkg, files));
+                    stanzas.push((pkg, None));
                 }
             }
         }
         if let Some(dir) = status_d {
-            let mut names = hfs.read_dir(&dir).with_path("read", hfs.host_path(&dir))?;
-            names.sort();
-            for name in names {
+            let mut entries = hfs.read_dir(&dir).with_path("read", hfs.host_path(&dir))?;
+            entries.sort();
+            for name in entries {
                 if name.starts_with('.') || name.ends_with(".md5sums") {
                     continue;
                 }
@@ -148,23 +158,40 @@ impl DpkgDb {
                 let text = String::from_utf8_lossy(&text);
                 for stanza in parse_stanzas(&text) {
                     if let Some(pkg) = package(&stanza) {
-                        let mut files = md5sums_list(&hfs, &dir.join(format!("{name}.md5sums")))?;
-                        files.extend(info_list(&hfs, &pkg)?);
-                        found.push((pkg, files));
+                        stanzas.push((pkg, Some(dir.join(format!("{name}.md5sums")))));
                     }
                 }
             }
         }
+        // Every package's file list, read in parallel.
+        let mut found: Vec<(Package, Vec<PathBuf>, Vec<PathBuf>)> = stanzas
+            .into_par_iter()
+            .map(|(pkg, status_d_sums)| {
+                let mut files = Vec::new();
+                let mut sums = Vec::new();
+                if let Some(p) = status_d_sums {
+                    files = md5sums_list(&hfs, &p, names)?;
+                    sums.push(p);
+                }
+                files.extend(info_list(&hfs, &pkg, names)?);
+                for n in [pkg.qualified_name(), pkg.name.clone()] {
+                    sums.push(Path::new(INFO).join(format!("{n}.md5sums")));
+                }
+                Ok((pkg, files, sums))
+            })
+            .collect::<Result<_>>()?;
         // Licenses are read later, only for the packages an image uses
         // (`load_licenses`): a full system has hundreds of copyright files.
-        found.sort_by(|(a, _), (b, _)| {
+        found.sort_by(|(a, ..), (b, ..)| {
             (&a.name, &a.architecture, &a.version).cmp(&(&b.name, &b.architecture, &b.version))
         });
 
         let mut packages = Vec::with_capacity(found.len());
+        let mut md5sums = Vec::with_capacity(found.len());
         let mut files: HashMap<OsString, Vec<(usize, PathBuf)>> = HashMap::new();
-        for (i, (pkg, listed)) in found.into_iter().enumerate() {
+        for (i, (pkg, listed, sums)) in found.into_iter().enumerate() {
             packages.push(pkg);
+            md5sums.push(sums);
             for path in listed {
                 if let Some(name) = path.file_name() {
                     files
@@ -182,6 +209,7 @@ impl DpkgDb {
             root_canon,
             fs: hfs,
             packages,
+            md5sums,
             files,
             distro,
             dirs: Mutex::new(HashMap::new()),
@@ -208,35 +236,65 @@ impl DpkgDb {
     /// compared after resolving their directories inside the root, so a
     /// file listed under `/lib` is found at `/usr/lib` in a usr-merged root.
     pub fn owner(&self, host_file: &Path) -> Option<&Package> {
+        self.owner_entry(host_file).map(|(pkg, _)| pkg)
+    }
+
+    /// [`DpkgDb::owner`], with the path as the package lists it (inside
+    /// the root; `/lib/…` for a file that really is `/usr/lib/…`).
+    pub fn owner_entry(&self, host_file: &Path) -> Option<(&Package, PathBuf)> {
         let memo = self
             .owners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(host_file)
-            .copied();
-        let i = match memo {
-            Some(i) => i,
+            .cloned();
+        let found = match memo {
+            Some(found) => found,
             None => {
-                let i = self.find_owner(host_file);
+                let found = self.find_owner(host_file);
                 self.owners
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(host_file.to_path_buf(), i);
-                i
+                    .insert(host_file.to_path_buf(), found.clone());
+                found
             }
         };
-        i.map(|i| &self.packages[i])
+        found.map(|(i, listed)| (&self.packages[i], listed))
     }
 
-    fn find_owner(&self, host_file: &Path) -> Option<usize> {
+    /// The MD5s dpkg recorded for a package's files (its md5sums file:
+    /// `info/<package>.md5sums`, or `status.d/<package>.md5sums`), by path
+    /// as listed; empty when it has none.
+    pub fn md5sums(&self, pkg: &Package) -> Result<HashMap<PathBuf, [u8; 16]>> {
+        let Some(i) = self.packages.iter().position(|p| p == pkg) else {
+            return Ok(HashMap::new());
+        };
+        for path in &self.md5sums[i] {
+            let Some(text) = read_in_root(&self.fs, path)? else {
+                continue;
+            };
+            return Ok(String::from_utf8_lossy(&text)
+                .lines()
+                .filter_map(|l| {
+                    let (sum, p) = l.split_once(char::is_whitespace)?;
+                    let p = p.trim_start();
+                    let md5 = crate::digest::unhex::<16>(sum)?;
+                    (!p.is_empty()).then(|| (Path::new("/").join(p), md5))
+                })
+                .collect());
+        }
+        Ok(HashMap::new())
+    }
+
+    fn find_owner(&self, host_file: &Path) -> Option<(usize, PathBuf)> {
         let real = self.in_root(host_file)?;
         let name = real.file_name()?;
         let dir = real.parent()?;
         let candidates = self.files.get(name)?;
         // Fast path: a listed path that is already the real one (no
         // symlink to resolve), e.g. one of the many __init__.py files.
-        if let Some((i, _)) = candidates.iter().find(|(_, l)| l.parent() == Some(dir)) {
-            return Some(*i);
+        if let Some((i, l)) = candidates.iter().find(|(_, l)| l.parent() == Some(dir)) {
+            return Some((*i, l.clone()));
         }
         let mut cache = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
         for (i, listed) in candidates {
@@ -252,7 +310,7 @@ impl DpkgDb {
             // The file's own path has no symlink in it, so the listed
             // path names it exactly when their directories are the same.
             if real_dir.as_deref() == Some(dir) {
-                return Some(*i);
+                return Some((*i, listed.clone()));
             }
         }
         None
@@ -321,14 +379,28 @@ fn read_in_root(fs: &HostFs, path: &Path) -> Result<Option<Vec<u8>>> {
     std::fs::read(&real).with_path("read", &real).map(Some)
 }
 
-/// The files dpkg lists for a package in info/, if it has a list.
-fn info_list(fs: &HostFs, pkg: &Package) -> Result<Vec<PathBuf>> {
+/// Is a listed path wanted (its file name in `names`, or no filter)?
+fn wanted(path: &str, names: Option<&HashSet<OsString>>) -> bool {
+    let Some(names) = names else {
+        return true;
+    };
+    let base = path.rsplit('/').next().unwrap_or(path);
+    names.contains(std::ffi::OsStr::new(base))
+}
+
+/// The files dpkg lists for a package in info/, if it has a list (only
+/// those `names` wants).
+fn info_list(
+    fs: &HostFs,
+    pkg: &Package,
+    names: Option<&HashSet<OsString>>,
+) -> Result<Vec<PathBuf>> {
     for name in [pkg.qualified_name(), pkg.name.clone()] {
         let path = Path::new(INFO).join(format!("{name}.list"));
         if let Some(text) = read_in_root(fs, &path)? {
             return Ok(String::from_utf8_lossy(&text)
                 .lines()
-                .filter(|l| l.starts_with('/') && *l != "/.")
+                .filter(|l| l.starts_with('/') && *l != "/." && wanted(l, names))
                 .map(PathBuf::from)
                 .collect());
         }
@@ -336,8 +408,13 @@ fn info_list(fs: &HostFs, pkg: &Package) -> Result<Vec<PathBuf>> {
     Ok(Vec::new())
 }
 
-/// The files of an md5sums file ("<md5>  <path without leading slash>").
-fn md5sums_list(fs: &HostFs, path: &Path) -> Result<Vec<PathBuf>> {
+/// The files of an md5sums file ("<md5>  <path without leading slash>"),
+/// only those `names` wants.
+fn md5sums_list(
+    fs: &HostFs,
+    path: &Path,
+    names: Option<&HashSet<OsString>>,
+) -> Result<Vec<PathBuf>> {
     let Some(text) = read_in_root(fs, path)? else {
         return Ok(Vec::new());
     };
@@ -346,7 +423,7 @@ fn md5sums_list(fs: &HostFs, path: &Path) -> Result<Vec<PathBuf>> {
         .filter_map(|l| {
             let (_, p) = l.split_once(char::is_whitespace)?;
             let p = p.trim_start();
-            (!p.is_empty()).then(|| Path::new("/").join(p))
+            (!p.is_empty() && wanted(p, names)).then(|| Path::new("/").join(p))
         })
         .collect())
 }

@@ -10,9 +10,12 @@
 //! atime or ctime. Compression is in [`crate::compress`]: the gzip header
 //! has mtime 0, no file name and OS byte 255.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 use crate::compress::{Compression, Compressor};
 use sha2::{Digest, Sha256};
@@ -85,12 +88,7 @@ impl<W: Write> Write for HashWriter<W> {
 
 /// "sha256:" + lowercase hex.
 pub fn sha256_name(hash: &[u8]) -> String {
-    let mut s = String::with_capacity(7 + 64);
-    s.push_str("sha256:");
-    for b in hash {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("sha256:{}", crate::digest::hex(hash))
 }
 
 /// sha256 digest of bytes in memory.
@@ -109,12 +107,50 @@ pub fn write_layer(
     out: File,
     out_path: &Path,
 ) -> Result<(LayerInfo, File)> {
-    // One pass: tar → sha256 (diff_id) → compress → sha256 (digest) → file.
     let out = std::io::BufWriter::with_capacity(1 << 20, out);
+    let done = |w: std::io::BufWriter<File>| {
+        w.into_inner()
+            .map_err(|e| Error::io("write", out_path, e.into_error()))
+    };
+    if compression == Compression::None {
+        // tar → sha256 (diff_id, which is also the digest) → file.
+        let (diff_id, size, buffered) = hashed_tar(plan, epoch, progress, out)?;
+        let info = LayerInfo {
+            digest: diff_id.clone(),
+            diff_id,
+            size,
+            media_type: compression.media_type(),
+        };
+        return Ok((info, done(buffered)?));
+    }
+    // tar → sha256 (diff_id) → compress → sha256 (digest) → file.
     let compressed = HashWriter::new(out);
     let compressor = Compressor::new(compression, jobs, compressed)
         .with_path("start compressing layer", out_path)?;
-    let mut tar = HashWriter::new(std::io::BufWriter::with_capacity(256 << 10, compressor));
+    let buffered = std::io::BufWriter::with_capacity(256 << 10, compressor);
+    let (diff_id, _, buffered) = hashed_tar(plan, epoch, progress, buffered)?;
+    let compressor = buffered
+        .into_inner()
+        .map_err(|e| Error::io("compress layer", out_path, e.into_error()))?;
+    let compressed = compressor.finish().with_path("compress layer", out_path)?;
+    let (digest, size, buffered) = compressed.finish();
+    let info = LayerInfo {
+        digest,
+        diff_id,
+        size,
+        media_type: compression.media_type(),
+    };
+    Ok((info, done(buffered)?))
+}
+
+/// The tar stream of `plan` into `out`: ("sha256:…" of it, its size, `out`).
+fn hashed_tar<W: Write>(
+    plan: &Plan,
+    epoch: u64,
+    progress: &crate::progress::Progress,
+    out: W,
+) -> Result<(String, u64, W)> {
+    let mut tar = HashWriter::new(out);
     write_tar(
         plan,
         epoch,
@@ -123,34 +159,74 @@ pub fn write_layer(
             progress: progress.clone(),
         },
     )?;
-    let (diff_id, _, buffered) = tar.finish();
-    let compressor = buffered
-        .into_inner()
-        .map_err(|e| Error::io("compress layer", out_path, e.into_error()))?;
-    let compressed = compressor.finish().with_path("compress layer", out_path)?;
-    let (digest, size, buffered) = compressed.finish();
-    let file = buffered
-        .into_inner()
-        .map_err(|e| Error::io("write", out_path, e.into_error()))?;
-    Ok((
-        LayerInfo {
-            digest,
-            diff_id,
-            size,
-            media_type: compression.media_type(),
-        },
-        file,
-    ))
+    Ok(tar.finish())
+}
+
+/// How much of a file is read at once.
+const CHUNK: usize = 1 << 20;
+
+/// What the layer pass hands the per-file hashers: a chunk of the current
+/// file (buffer, length), or the end of the file.
+enum Chunk {
+    Data(Arc<Vec<u8>>, usize),
+    End,
+}
+
+/// A hasher thread's work: one digest per file, in the order of the files.
+fn hash_files<D: Digest>(rx: Receiver<Chunk>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut h = D::new();
+    for c in rx {
+        match c {
+            Chunk::Data(buf, n) => h.update(&buf[..n]),
+            Chunk::End => out.push(std::mem::replace(&mut h, D::new()).finalize().to_vec()),
+        }
+    }
+    out
 }
 
 /// Write the plan as a tar stream (with its two zero end blocks).
-pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, out: W) -> Result<()> {
+///
+/// Each input file is read once: the same chunks go into the stream and,
+/// on two helper threads, into the file's SHA-1 and SHA-256, which are
+/// remembered ([`crate::digest::remember`]) for the SBOM and the layer
+/// cache key. A file whose size, mtime or ctime changes while it is read
+/// (or that shrinks or grows) fails the build.
+pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, mut out: W) -> Result<()> {
     if epoch > MAX_EPOCH {
         return Err(Error::msg(format!(
             "write layer: epoch {epoch} is past what a tar header holds ({MAX_EPOCH})"
         )));
     }
-    let mut b = tar::Builder::new(out);
+    std::thread::scope(|scope| {
+        let (tx1, rx1) = sync_channel::<Chunk>(8);
+        let (tx256, rx256) = sync_channel::<Chunk>(8);
+        let sha1 = scope.spawn(move || hash_files::<sha1::Sha1>(rx1));
+        let sha256 = scope.spawn(move || hash_files::<Sha256>(rx256));
+        let mut hashed = Vec::new();
+        let written = write_entries(plan, epoch, &mut out, &[tx1, tx256], &mut hashed);
+        let sha1 = sha1.join().unwrap_or_default();
+        let sha256 = sha256.join().unwrap_or_default();
+        written?;
+        for ((src, stamp), (s1, s256)) in hashed.into_iter().zip(sha1.iter().zip(&sha256)) {
+            if let (Ok(sha1), Ok(sha256)) = (s1[..].try_into(), s256[..].try_into()) {
+                crate::digest::remember(src, stamp, crate::digest::Digests { sha1, sha256 });
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The tar entries of `plan` (see [`write_tar`]); `hashed` gets each file
+/// sent to the hashers, in order. Dropping `hashers` ends their threads.
+fn write_entries<'p, W: Write>(
+    plan: &'p Plan,
+    epoch: u64,
+    out: &mut W,
+    hashers: &[SyncSender<Chunk>],
+    hashed: &mut Vec<(&'p Path, crate::digest::Stamp)>,
+) -> Result<()> {
+    let mut pool: VecDeque<Arc<Vec<u8>>> = VecDeque::new();
     for (path, item) in &plan.entries {
         let (kind, size) = match &item.kind {
             ItemKind::Dir => (EntryType::Directory, 0),
@@ -199,62 +275,104 @@ pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, out: W) -> Result<()> {
             h.set_size(size);
         }
         if !pax.is_empty() {
-            write_pax(&mut b, &name, epoch, &mut pax).map_err(|e| tar_err(path, e))?;
+            write_pax(out, &name, epoch, &mut pax).map_err(|e| tar_err(path, e))?;
         }
         h.set_cksum();
+        out.write_all(h.as_bytes()).map_err(|e| tar_err(path, e))?;
         match &item.kind {
             ItemKind::File { src, size } => {
-                let f = File::open(src).with_path("open", src)?;
-                let mut r = ExactReader {
-                    inner: f.take(*size + 1),
-                    left: *size,
-                };
-                b.append(&h, &mut r).map_err(|e| {
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        Error::msg(format!("read {}: {e}", src.display()))
-                    } else {
-                        Error::io("read", src, e)
-                    }
-                })?;
-                if r.inner.read(&mut [0u8; 1]).with_path("read", src)? != 0 {
-                    return Err(Error::msg(format!(
-                        "read {}: file grew while it was being copied",
-                        src.display()
-                    )));
+                let stamp = copy_file(src, *size, out, hashers, &mut pool)?;
+                if let Some(stamp) = stamp {
+                    hashed.push((src.as_path(), stamp));
                 }
             }
-            ItemKind::Data { bytes } => b.append(&h, &bytes[..]).map_err(|e| tar_err(path, e))?,
-            _ => b.append(&h, io::empty()).map_err(|e| tar_err(path, e))?,
+            ItemKind::Data { bytes } => out.write_all(bytes).map_err(|e| tar_err(path, e))?,
+            _ => {}
         }
+        pad(out, size).map_err(|e| tar_err(path, e))?;
     }
-    b.into_inner()
+    out.write_all(&[0u8; 1024])
         .map_err(|e| Error::msg(format!("write layer: {e}")))?;
     Ok(())
 }
 
-/// Reads exactly `left` bytes or fails: a file that shrinks while it is
-/// copied must not produce a short, silently padded entry.
-struct ExactReader<R> {
-    inner: R,
-    left: u64,
+/// Copy exactly `size` bytes of `src` into `out`, and into the hashers
+/// when its digests are not known yet (then its stamp is returned).
+fn copy_file<W: Write>(
+    src: &Path,
+    size: u64,
+    out: &mut W,
+    hashers: &[SyncSender<Chunk>],
+    pool: &mut VecDeque<Arc<Vec<u8>>>,
+) -> Result<Option<crate::digest::Stamp>> {
+    use crate::digest::Stamp;
+    let changed = |what: &str| {
+        Error::msg(format!(
+            "read {}: file {what} while it was being copied into the layer",
+            src.display()
+        ))
+    };
+    let mut f = File::open(src).with_path("open", src)?;
+    let before = f.metadata().with_path("stat", src)?;
+    if before.len() != size {
+        return Err(changed(&format!(
+            "changed size ({size} bytes when planned, now {})",
+            before.len()
+        )));
+    }
+    let hash = crate::digest::known(src, &before).is_none();
+    let mut left = size;
+    while left > 0 {
+        // A free buffer from the pool (the hashers are done with it), or a
+        // new one; the channels' bounds keep the pool small.
+        let mut buf = match pool.front().map(Arc::strong_count) {
+            Some(1) => pool.pop_front().expect("front exists"),
+            _ => Arc::new(vec![0u8; CHUNK]),
+        };
+        let want = left.min(CHUNK as u64) as usize;
+        let n = {
+            let b = Arc::get_mut(&mut buf).expect("a free buffer");
+            match f.read(&mut b[..want]) {
+                Ok(0) => return Err(changed("shrank")),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(Error::io("read", src, e)),
+            }
+        };
+        left -= n as u64;
+        out.write_all(&buf[..n])
+            .with_path("write layer entry for", src)?;
+        if hash && n > 0 {
+            for tx in hashers {
+                // A hasher gone (it cannot fail) only loses digests.
+                let _ = tx.send(Chunk::Data(buf.clone(), n));
+            }
+        }
+        pool.push_back(buf);
+    }
+    if f.read(&mut [0u8; 1]).with_path("read", src)? != 0 {
+        return Err(changed("grew"));
+    }
+    let after = f.metadata().with_path("stat", src)?;
+    if Stamp::of(&before) != Stamp::of(&after) {
+        return Err(changed("changed"));
+    }
+    if !hash {
+        return Ok(None);
+    }
+    for tx in hashers {
+        let _ = tx.send(Chunk::End);
+    }
+    Ok(Some(Stamp::of(&before)))
 }
 
-impl<R: Read> Read for ExactReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let max = buf.len().min(self.left as usize);
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "file shrank while it was being copied",
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
+/// Zeros up to the next 512-byte block after `size` bytes of data.
+fn pad<W: Write>(out: &mut W, size: u64) -> io::Result<()> {
+    let rem = (size % 512) as usize;
+    if rem == 0 {
+        return Ok(());
     }
+    out.write_all(&[0u8; 512][..512 - rem])
 }
 
 fn tar_err(path: &ImagePath, e: io::Error) -> Error {
@@ -271,7 +389,7 @@ fn truncated(s: &str, max: usize) -> &str {
 
 /// A PAX extended header ("x") for the entry that follows, records sorted.
 fn write_pax<W: Write>(
-    b: &mut tar::Builder<W>,
+    out: &mut W,
     name: &str,
     epoch: u64,
     records: &mut [(&str, Vec<u8>)],
@@ -301,5 +419,93 @@ fn write_pax<W: Write>(
     h.set_groupname("")?;
     h.set_size(data.len() as u64);
     h.set_cksum();
-    b.append(&h, data.as_slice())
+    out.write_all(h.as_bytes())?;
+    out.write_all(&data)?;
+    pad(out, data.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Item;
+
+    /// A plan of one input file.
+    fn plan_of(src: &Path) -> Plan {
+        let mut plan = Plan::default();
+        let size = std::fs::metadata(src).unwrap().len();
+        let item = Item {
+            kind: ItemKind::File {
+                src: src.to_path_buf(),
+                size,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            why: "test".into(),
+            explicit: true,
+        };
+        plan.insert(&ImagePath::new("/data").unwrap(), item)
+            .unwrap();
+        plan
+    }
+
+    /// A sink that rewrites `victim` in place (same size, new bytes) the
+    /// first time it sees the victim's content go by.
+    struct Meddler<'a> {
+        victim: &'a Path,
+        done: bool,
+    }
+
+    impl Write for Meddler<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.done && buf.windows(8).any(|w| w == b"original") {
+                let mut f = std::fs::OpenOptions::new().write(true).open(self.victim)?;
+                f.write_all(b"modified")?;
+                self.done = true;
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn same_size_rewrite_during_read_fails() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("input");
+        std::fs::write(&src, b"original content").unwrap();
+        // An old mtime, so the rewrite surely moves it.
+        filetime::set_file_mtime(&src, filetime::FileTime::from_unix_time(946_684_800, 0)).unwrap();
+        let plan = plan_of(&src);
+        let mut sink = Meddler {
+            victim: &src,
+            done: false,
+        };
+        let err = write_tar(&plan, 0, &mut sink).unwrap_err().to_string();
+        assert!(sink.done, "the input was not rewritten");
+        assert!(
+            err.contains("input") && err.contains("changed while it was being copied"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&src).unwrap(), b"modified content");
+    }
+
+    #[test]
+    fn digests_of_inputs_are_remembered_from_the_one_read() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("input");
+        let bytes = vec![7u8; 3 * CHUNK + 5];
+        std::fs::write(&src, &bytes).unwrap();
+        let meta = std::fs::metadata(&src).unwrap();
+        assert!(crate::digest::known(&src, &meta).is_none());
+        let mut tar = Vec::new();
+        write_tar(&plan_of(&src), 0, &mut tar).unwrap();
+        let d = crate::digest::known(&src, &meta).expect("remembered by the layer pass");
+        assert_eq!(d.sha256[..], Sha256::digest(&bytes)[..]);
+        assert_eq!(d.sha1[..], sha1::Sha1::digest(&bytes)[..]);
+        // The stream holds the file whole after its header, padded.
+        assert_eq!(&tar[512..512 + bytes.len()], &bytes[..]);
+        assert_eq!(tar.len(), 512 + bytes.len().div_ceil(512) * 512 + 1024);
+    }
 }

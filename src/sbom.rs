@@ -37,8 +37,9 @@ const NOASSERTION: &str = "NOASSERTION";
 struct Owned<'a> {
     db: &'a DpkgDb,
     pkg: &'a Package,
-    /// (image path, host path), sorted by image path.
-    files: Vec<(&'a ImagePath, &'a Path)>,
+    /// (image path, host path, path as the package lists it), sorted by
+    /// image path.
+    files: Vec<(&'a ImagePath, &'a Path, PathBuf)>,
 }
 
 /// The packages owning the plan's regular files, keyed by (name,
@@ -52,7 +53,10 @@ fn owners<'a>(
         let ItemKind::File { src, .. } = &item.kind else {
             continue;
         };
-        let Some((db, pkg)) = dbs.iter().find_map(|db| db.owner(src).map(|pkg| (db, pkg))) else {
+        let Some((db, (pkg, listed))) = dbs
+            .iter()
+            .find_map(|db| db.owner_entry(src).map(|found| (db, found)))
+        else {
             continue;
         };
         out.entry((&pkg.name, &pkg.architecture, &pkg.version))
@@ -62,7 +66,7 @@ fn owners<'a>(
                 files: Vec::new(),
             })
             .files
-            .push((path, src.as_path()));
+            .push((path, src.as_path(), listed));
     }
     out
 }
@@ -115,9 +119,15 @@ pub fn package_metadata(plan: &Plan, dbs: &[DpkgDb]) -> Result<BTreeMap<String, 
             stanza.push(b'\n');
         }
         out.insert(format!("{STATUS_D}/{name}"), stanza);
+        // dpkg's own record of each file (what `dpkg --verify` checks);
+        // a file it has none for (a conffile) is hashed here.
+        let recorded = o.db.md5sums(o.pkg)?;
         let mut sums = String::new();
-        for (path, src) in &o.files {
-            let md5 = crate::digest::of(src)?.md5;
+        for (path, src, listed) in &o.files {
+            let md5 = match recorded.get(listed) {
+                Some(md5) => *md5,
+                None => crate::digest::md5_of(src)?,
+            };
             sums.push_str(&format!("{}  {}\n", hex(&md5), path.rel()));
         }
         out.insert(format!("{STATUS_D}/{name}.md5sums"), sums.into_bytes());
@@ -194,17 +204,28 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
     let mut relationships: BTreeSet<(String, &'static str, String)> = BTreeSet::new();
     relationships.insert(("SPDXRef-DOCUMENT".into(), "DESCRIBES", IMAGE_SPDX_ID.into()));
 
-    // Files.
-    let mut files: Vec<FileFacts> = Vec::new();
-    for (path, item) in &input.plan.entries {
-        let (sha1, sha256, go) = match &item.kind {
-            ItemKind::File { src, .. } => file_facts(src)?,
+    // Files (their facts gathered in parallel, kept in plan order).
+    use rayon::prelude::*;
+    let regular: Vec<(&ImagePath, &ItemKind)> = input
+        .plan
+        .entries
+        .iter()
+        .filter(|(_, item)| matches!(item.kind, ItemKind::File { .. } | ItemKind::Data { .. }))
+        .map(|(path, item)| (path, &item.kind))
+        .collect();
+    let facts: Vec<(String, String, Option<BuildInfo>)> = regular
+        .par_iter()
+        .map(|(_, kind)| match kind {
+            ItemKind::File { src, .. } => file_facts(src),
             ItemKind::Data { bytes } => {
                 let go = gobuildinfo::parse(bytes);
-                (hex(&Sha1::digest(bytes)), hex(&Sha256::digest(bytes)), go)
+                Ok((hex(&Sha1::digest(bytes)), hex(&Sha256::digest(bytes)), go))
             }
-            _ => continue,
-        };
+            _ => unreachable!("filtered to regular files"),
+        })
+        .collect::<Result<_>>()?;
+    let mut files: Vec<FileFacts> = Vec::with_capacity(facts.len());
+    for ((path, _), (sha1, sha256, go)) in regular.into_iter().zip(facts) {
         let id = spdx_id("File", path.rel(), &[path.as_str()]);
         relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
         files.push(FileFacts {
@@ -260,7 +281,7 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
         let p = o.pkg;
         let id = deb_id(p);
         relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
-        for (path, _) in &o.files {
+        for (path, ..) in &o.files {
             relationships.insert((id.clone(), "CONTAINS", id_of[path].to_string()));
         }
         for dep in depends(p) {
@@ -299,7 +320,7 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
             "filesAnalyzed": true,
             "packageVerificationCode": {
                 "packageVerificationCodeValue":
-                    verification_code(o.files.iter().map(|(path, _)| sha1_of[path])),
+                    verification_code(o.files.iter().map(|(path, ..)| sha1_of[path])),
             },
             "licenseConcluded": license,
             "licenseDeclared": license,
@@ -474,9 +495,7 @@ fn file_facts(src: &Path) -> Result<(String, String, Option<BuildInfo>)> {
     Ok((hex(&d.sha1), hex(&d.sha256), go))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::digest::hex;
 
 /// SPDX's package verification code: the SHA-1 of the sorted SHA-1s.
 fn verification_code<'a>(sha1s: impl Iterator<Item = &'a str>) -> String {
@@ -748,6 +767,32 @@ mod tests {
         assert_eq!(
             copyrights.keys().collect::<Vec<_>>(),
             ["/usr/share/doc/zlib1g/copyright"]
+        );
+    }
+
+    #[test]
+    fn md5s_are_dpkgs_record_when_it_has_one() {
+        let t = root();
+        // dpkg's md5sums for zlib1g records its one file (as the package
+        // lists it, through the /lib symlink); libc6 has none, so its
+        // file is hashed.
+        let recorded = "0123456789abcdef0123456789abcdef";
+        write(
+            &t.path().join("var/lib/dpkg/info/zlib1g:amd64.md5sums"),
+            format!("{recorded}  lib/x86_64-linux-gnu/libz.so.1.3\n").as_bytes(),
+        );
+        let dbs = vec![DpkgDb::load(t.path()).unwrap().unwrap()];
+        let meta = package_metadata(&plan(t.path(), false), &dbs).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/zlib1g.md5sums"]),
+            format!("{recorded}  usr/lib/x86_64-linux-gnu/libz.so.1\n")
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/libc6.md5sums"]),
+            format!(
+                "{}  lib/x86_64-linux-gnu/libc.so.6\n",
+                md5_hex(b"libc amd64")
+            )
         );
     }
 
