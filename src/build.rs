@@ -134,6 +134,12 @@ pub fn resolve_epoch(flag: Option<u64>, env: Option<&str>, recipe: Option<u64>) 
     Ok(epoch)
 }
 
+/// Manifest annotation: the bareroot version that built the image.
+pub const ANNOTATION_VERSION: &str = "dev.bareroot.version";
+/// Manifest annotation: the layer's compression and its implementation
+/// ([`Compression::describe`]).
+pub const ANNOTATION_COMPRESSION: &str = "dev.bareroot.compression";
+
 /// Build the recipe into an OCI image layout.
 pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     let epoch = resolve_epoch(opts.epoch, opts.source_date_epoch.as_deref(), recipe.epoch)?;
@@ -151,6 +157,7 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     if let Some(file) = &stat_cache {
         crate::digest::load(file);
     }
+    let t0 = std::time::Instant::now();
     let staging = Staging::new(&output)?;
     let mut layout = LayoutWriter::new(&staging.dir)?;
 
@@ -182,11 +189,14 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     };
     let referrers = images.iter().flat_map(|i| i.referrers.clone()).collect();
     layout.finish(top.clone(), referrers)?;
+    trace("layout finished", t0);
     opts.progress.finish();
     if let Some(file) = &stat_cache {
         crate::digest::save(file, 500_000);
     }
+    trace("stat cache saved", t0);
     staging.commit()?;
+    trace("committed", t0);
     Ok(BuildResult {
         output,
         epoch,
@@ -420,7 +430,9 @@ fn build_platform(
                 file,
                 &temp,
             )?;
+            trace("layer written", t0);
             layout.commit_temp(file, &temp, &layer.digest)?;
+            trace("layer synced", t0);
             if let Some(c) = &opts.cache {
                 let key = match early_key {
                     Some(k) => k,
@@ -481,7 +493,17 @@ fn build_platform(
             layer.digest.clone(),
             layer.size,
         )],
-        annotations: BTreeMap::new(),
+        // What made the bytes, for whoever wonders why a digest changed.
+        annotations: BTreeMap::from([
+            (
+                ANNOTATION_VERSION.to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            (
+                ANNOTATION_COMPRESSION.to_string(),
+                opts.compression.describe(),
+            ),
+        ]),
         artifact_type: None,
         subject: None,
     };

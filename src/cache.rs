@@ -83,7 +83,7 @@ impl Cache {
         };
         field(FORMAT.as_bytes());
         field(env!("CARGO_PKG_VERSION").as_bytes());
-        field(compression.to_string().as_bytes());
+        field(compression.describe().as_bytes());
         field(&epoch.to_le_bytes());
         for (path, item) in &plan.entries {
             field(path.as_str().as_bytes());

@@ -132,7 +132,7 @@ pub struct BuildArgs {
     /// load`) of the host platform's image, or the one --platform names.
     #[arg(long, value_name = "FILE")]
     pub docker_archive: Option<PathBuf>,
-    /// Layer compression: gzip[:LEVEL] (default gzip:4), zstd[:LEVEL]
+    /// Layer compression: gzip[:LEVEL] (default gzip:3), zstd[:LEVEL]
     /// (default zstd:3) or none. Part of the image's identity.
     #[arg(long, value_name = "ALGO[:LEVEL]", default_value = "gzip")]
     pub compression: String,

@@ -28,8 +28,25 @@ pub enum Compression {
 impl Compression {
     /// The default: gzip at a level chosen for speed at a size no larger
     /// than other tools' default gzip (see the benchmark in the README).
-    pub const DEFAULT_GZIP_LEVEL: u32 = 4;
+    pub const DEFAULT_GZIP_LEVEL: u32 = 3;
     pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+    /// What makes the layer's bytes: algorithm, level and the pinned
+    /// implementation, recorded in each manifest's annotations.
+    pub fn describe(self) -> String {
+        match self {
+            Compression::Gzip { level } => format!(
+                "gzip level {level}, zlib-rs {}, {} KiB blocks",
+                env!("BAREROOT_ZLIB_RS_VERSION"),
+                GZIP_BLOCK >> 10
+            ),
+            Compression::Zstd { level } => format!(
+                "zstd level {level}, zstd {}, multithreaded",
+                env!("BAREROOT_ZSTD_VERSION")
+            ),
+            Compression::None => "none".into(),
+        }
+    }
 
     pub fn media_type(self) -> &'static str {
         match self {

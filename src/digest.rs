@@ -66,6 +66,9 @@ pub fn known(path: &Path, meta: &Metadata) -> Option<Arc<Digests>> {
         .cloned()
 }
 
+/// Has this process learnt digests the stat cache file does not have?
+static DIRTY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Record digests computed elsewhere (the layer pass) for `path` as it was
 /// when `stamp` was taken.
 pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
@@ -73,6 +76,7 @@ pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert((path.to_path_buf(), stamp), Arc::new(d));
+    DIRTY.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The digests of the file at `path` (a host path), computed on first use.
@@ -146,8 +150,12 @@ pub fn load(file: &Path) {
 }
 
 /// Save the digests known to this process (at most `max` entries) for the
-/// next build, through a temporary file renamed into place.
+/// next build, through a temporary file renamed into place; nothing to do
+/// when no file was hashed since [`load`].
 pub fn save(file: &Path, max: usize) {
+    if !DIRTY.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let memo = memo().lock().unwrap_or_else(|e| e.into_inner());
     let mut saved: Vec<Saved> = memo
         .iter()

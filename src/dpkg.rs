@@ -163,7 +163,12 @@ impl DpkgDb {
                 }
             }
         }
-        // Every package's file list, read in parallel.
+        // Every package's file list, read in parallel from the info
+        // directory, resolved once.
+        let info_dir = match sysroot::resolve(&hfs, Path::new(INFO)) {
+            Ok(r) if r.node == Node::Dir => Some(r.real),
+            _ => None,
+        };
         let mut found: Vec<(Package, Vec<PathBuf>, Vec<PathBuf>)> = stanzas
             .into_par_iter()
             .map(|(pkg, status_d_sums)| {
@@ -173,7 +178,9 @@ impl DpkgDb {
                     files = md5sums_list(&hfs, &p, names)?;
                     sums.push(p);
                 }
-                files.extend(info_list(&hfs, &pkg, names)?);
+                if let Some(dir) = &info_dir {
+                    files.extend(info_list(&hfs, dir, &pkg, names)?);
+                }
                 for n in [pkg.qualified_name(), pkg.name.clone()] {
                     sums.push(Path::new(INFO).join(format!("{n}.md5sums")));
                 }
@@ -296,20 +303,13 @@ impl DpkgDb {
         if let Some((i, l)) = candidates.iter().find(|(_, l)| l.parent() == Some(dir)) {
             return Some((*i, l.clone()));
         }
-        let mut cache = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
         for (i, listed) in candidates {
             let Some(listed_dir) = listed.parent() else {
                 continue;
             };
-            let real_dir = cache.entry(listed_dir.to_path_buf()).or_insert_with(|| {
-                match sysroot::resolve(&self.fs, listed_dir) {
-                    Ok(r) if r.node == Node::Dir => Some(r.real),
-                    _ => None,
-                }
-            });
             // The file's own path has no symlink in it, so the listed
             // path names it exactly when their directories are the same.
-            if real_dir.as_deref() == Some(dir) {
+            if self.real_dir(listed_dir).as_deref() == Some(dir) {
                 return Some((*i, listed.clone()));
             }
         }
@@ -351,8 +351,32 @@ impl DpkgDb {
                 canon.strip_prefix(&self.root_canon).ok()?.to_path_buf()
             }
         };
-        let r = sysroot::resolve(&self.fs, &Path::new("/").join(rel)).ok()?;
-        matches!(r.node, Node::File { .. }).then_some(r.real)
+        let path = Path::new("/").join(rel);
+        // The directory resolved once (memoized), then the file itself.
+        let (dir, name) = (path.parent()?, path.file_name()?);
+        let real_dir = self.real_dir(dir)?;
+        let real = real_dir.join(name);
+        match self.fs.lstat(&real).ok()? {
+            Node::File { .. } => Some(real),
+            Node::Symlink => {
+                let r = sysroot::resolve(&self.fs, &real).ok()?;
+                matches!(r.node, Node::File { .. }).then_some(r.real)
+            }
+            _ => None,
+        }
+    }
+
+    /// A directory's real path inside the root (None: not a directory),
+    /// resolved once per directory.
+    fn real_dir(&self, dir: &Path) -> Option<PathBuf> {
+        let mut cache = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| match sysroot::resolve(&self.fs, dir) {
+                Ok(r) if r.node == Node::Dir => Some(r.real),
+                _ => None,
+            })
+            .clone()
     }
 }
 
@@ -388,16 +412,16 @@ fn wanted(path: &str, names: Option<&HashSet<OsString>>) -> bool {
     names.contains(std::ffi::OsStr::new(base))
 }
 
-/// The files dpkg lists for a package in info/, if it has a list (only
-/// those `names` wants).
+/// The files dpkg lists for a package in info/ (`dir`, real), if it has a
+/// list (only those `names` wants).
 fn info_list(
     fs: &HostFs,
+    dir: &Path,
     pkg: &Package,
     names: Option<&HashSet<OsString>>,
 ) -> Result<Vec<PathBuf>> {
     for name in [pkg.qualified_name(), pkg.name.clone()] {
-        let path = Path::new(INFO).join(format!("{name}.list"));
-        if let Some(text) = read_in_root(fs, &path)? {
+        if let Some(text) = read_in_dir(fs, dir, &format!("{name}.list"))? {
             return Ok(String::from_utf8_lossy(&text)
                 .lines()
                 .filter(|l| l.starts_with('/') && *l != "/." && wanted(l, names))
@@ -406,6 +430,29 @@ fn info_list(
         }
     }
     Ok(Vec::new())
+}
+
+/// A file `name` of the real directory `dir` in the root; None when it
+/// does not exist. Opened without following a symlink (a symlink is
+/// resolved inside the root instead).
+fn read_in_dir(fs: &HostFs, dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let host = fs.host_path(&path);
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&host);
+    match opened {
+        Ok(mut f) => {
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut f, &mut bytes).with_path("read", &host)?;
+            Ok(Some(bytes))
+        }
+        Err(e) if is_absent(&e) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => read_in_root(fs, &path),
+        Err(e) => Err(Error::io("read", host, e)),
+    }
 }
 
 /// The files of an md5sums file ("<md5>  <path without leading slash>"),

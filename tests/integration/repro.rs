@@ -243,3 +243,61 @@ fn source_date_epoch_reaches_config_and_every_entry() {
         .values()
         .all(|f| f["mtime"] == 1_234_567_890));
 }
+
+/// The version Cargo.lock pins for a package.
+fn locked_version(name: &str) -> String {
+    let lock = fs::read_to_string(repo().join("Cargo.lock")).unwrap();
+    let at = lock
+        .find(&format!("name = \"{name}\"\nversion = \""))
+        .unwrap_or_else(|| panic!("{name} is not in Cargo.lock"));
+    let rest = &lock[at..];
+    let v = rest.split('"').nth(3).unwrap();
+    v.to_string()
+}
+
+/// The manifest of a single-platform layout.
+fn manifest_of(layout: &Path) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let blob = layout.join("blobs/sha256").join(&digest[7..]);
+    serde_json::from_slice(&fs::read(blob).unwrap()).unwrap()
+}
+
+#[test]
+fn manifests_record_the_version_and_the_compressor() {
+    let tmp = tempdir();
+    let zlib = locked_version("zlib-rs");
+    let zstd = locked_version("zstd-sys");
+    let zstd = zstd.split_once("+zstd.").unwrap().1.to_string();
+    for (flag, want) in [
+        (
+            "gzip",
+            format!("gzip level 3, zlib-rs {zlib}, 128 KiB blocks"),
+        ),
+        (
+            "gzip:9",
+            format!("gzip level 9, zlib-rs {zlib}, 128 KiB blocks"),
+        ),
+        ("zstd", format!("zstd level 3, zstd {zstd}, multithreaded")),
+        ("none", "none".to_string()),
+    ] {
+        let out = tmp.path().join(flag);
+        ok(bareroot()
+            .arg("build")
+            .arg(repo().join("recipes/hello.toml"))
+            .arg("--output")
+            .arg(&out)
+            .arg("--compression")
+            .arg(flag)
+            .arg("--quiet"));
+        let m = manifest_of(&out);
+        let a = &m["annotations"];
+        assert_eq!(
+            a["dev.bareroot.version"],
+            env!("CARGO_PKG_VERSION"),
+            "{flag}"
+        );
+        assert_eq!(a["dev.bareroot.compression"], want.as_str(), "{flag}");
+    }
+}
