@@ -183,7 +183,7 @@ pub fn save(file: &Path, max: usize) {
 }
 
 /// Feed every byte of the file at `path` to `f`, in order.
-fn read_through(path: &Path, mut f: impl FnMut(&[u8])) -> Result<()> {
+pub(crate) fn read_through(path: &Path, mut f: impl FnMut(&[u8])) -> Result<()> {
     let mut file = File::open(path).with_path("open", path)?;
     let mut buf = vec![0u8; 256 << 10];
     loop {

@@ -91,6 +91,8 @@ pub struct DpkgDb {
     md5sums: Vec<Vec<PathBuf>>,
     /// File name → (package index, path as dpkg lists it).
     files: HashMap<OsString, Vec<(usize, PathBuf)>>,
+    /// Path as dpkg lists it → package index (the first, in package order).
+    listed: HashMap<PathBuf, usize>,
     distro: Option<Distro>,
     /// Listed directory → its real path inside the root (None: not a directory).
     dirs: Mutex<HashMap<PathBuf, Option<PathBuf>>>,
@@ -196,10 +198,12 @@ impl DpkgDb {
         let mut packages = Vec::with_capacity(found.len());
         let mut md5sums = Vec::with_capacity(found.len());
         let mut files: HashMap<OsString, Vec<(usize, PathBuf)>> = HashMap::new();
+        let mut by_path: HashMap<PathBuf, usize> = HashMap::new();
         for (i, (pkg, listed, sums)) in found.into_iter().enumerate() {
             packages.push(pkg);
             md5sums.push(sums);
             for path in listed {
+                by_path.entry(path.clone()).or_insert(i);
                 if let Some(name) = path.file_name() {
                     files
                         .entry(name.to_os_string())
@@ -218,6 +222,7 @@ impl DpkgDb {
             packages,
             md5sums,
             files,
+            listed: by_path,
             distro,
             dirs: Mutex::new(HashMap::new()),
         }))
@@ -297,12 +302,12 @@ impl DpkgDb {
         let real = self.in_root(host_file)?;
         let name = real.file_name()?;
         let dir = real.parent()?;
-        let candidates = self.files.get(name)?;
         // Fast path: a listed path that is already the real one (no
         // symlink to resolve), e.g. one of the many __init__.py files.
-        if let Some((i, l)) = candidates.iter().find(|(_, l)| l.parent() == Some(dir)) {
-            return Some((*i, l.clone()));
+        if let Some(i) = self.listed.get(&real) {
+            return Some((*i, real));
         }
+        let candidates = self.files.get(name)?;
         for (i, listed) in candidates {
             let Some(listed_dir) = listed.parent() else {
                 continue;

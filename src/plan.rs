@@ -298,19 +298,69 @@ pub fn is_executable_content(path: &Path) -> Result<bool> {
     let mut head = [0u8; 20];
     let mut f = fs::File::open(path).with_path("open", path)?;
     let n = read_full(&mut f, &mut head).with_path("read", path)?;
-    let head = &head[..n];
+    Ok(classify(&head[..n]) != Content::Data)
+}
+
+/// What a file's first bytes say it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Content {
+    /// An ELF program or shared object.
+    ElfExecutable,
+    /// A `#!` script.
+    Script,
+    /// Anything else (including ELF relocatable objects and core files).
+    Data,
+}
+
+fn classify(head: &[u8]) -> Content {
     if head.starts_with(b"#!") {
-        return Ok(true);
+        return Content::Script;
     }
-    if n >= 18 && elf::is_elf(head) {
+    if head.len() >= 18 && elf::is_elf(head) {
         let e_type = if head[5] == 2 {
             u16::from_be_bytes([head[16], head[17]])
         } else {
             u16::from_le_bytes([head[16], head[17]])
         };
-        return Ok(e_type == 2 || e_type == 3);
+        if e_type == 2 || e_type == 3 {
+            return Content::ElfExecutable;
+        }
     }
-    Ok(false)
+    Content::Data
+}
+
+/// One regular file of a tree, looked at once: one open, one fstat, one
+/// short read.
+struct Probe {
+    size: u64,
+    content: Content,
+    /// (device, inode) when the file has other hard links.
+    linked: Option<(u64, u64)>,
+}
+
+fn probe(path: &Path) -> Result<Probe> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    // Non-blocking, so a file swapped for a FIFO since the walk cannot
+    // hang the build; it is then refused.
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_path("open", path)?;
+    let m = f.metadata().with_path("stat", path)?;
+    if !m.is_file() {
+        return Err(Error::msg(format!(
+            "read {}: no longer a regular file",
+            path.display()
+        )));
+    }
+    let mut head = [0u8; 20];
+    let n = read_full(&mut f, &mut head).with_path("read", path)?;
+    Ok(Probe {
+        size: m.len(),
+        content: classify(&head[..n]),
+        linked: (m.nlink() > 1).then(|| (m.dev(), m.ino())),
+    })
 }
 
 /// Builds one platform's plan from a recipe.
@@ -755,8 +805,9 @@ impl<'a> Planner<'a> {
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| !excluded(e));
+        let mut entries = Vec::new();
         for entry in walker {
-            let entry = entry.map_err(|e| {
+            entries.push(entry.map_err(|e| {
                 let p = e
                     .path()
                     .map(|p| p.display().to_string())
@@ -767,7 +818,18 @@ impl<'a> Planner<'a> {
                         .map(crate::error::io_message)
                         .unwrap_or_else(|| e.to_string())
                 ))
-            })?;
+            })?);
+        }
+        // Every regular file probed in parallel; used in order below, so
+        // the first failure in image order is the one reported.
+        let probes: Vec<Option<Result<Probe>>> = {
+            use rayon::prelude::*;
+            entries
+                .par_iter()
+                .map(|e| e.file_type().is_file().then(|| probe(e.path())))
+                .collect()
+        };
+        for (entry, probed) in entries.iter().zip(probes) {
             let rel = entry
                 .path()
                 .strip_prefix(&root_host)
@@ -807,11 +869,10 @@ impl<'a> Planner<'a> {
                     why,
                     explicit: false,
                 }
-            } else if t.is_file() {
+            } else if let Some(probed) = probed {
+                let p = probed?;
                 let host_file = entry.path().to_path_buf();
-                let size = file_size(&host_file).map_err(fail)?;
-                let exec = is_executable_content(&host_file)?;
-                if exec && !is_script(&host_file)? {
+                if p.content == Content::ElfExecutable {
                     let src_path = r.real.join(rel);
                     let info = self
                         .resolver
@@ -824,12 +885,19 @@ impl<'a> Planner<'a> {
                         self.collect(label, side, &src_path, &at, deps)?;
                     }
                 }
+                if let Some(id) = p.linked {
+                    links.entry(id).or_default().push(later.len());
+                }
                 Item {
                     kind: ItemKind::File {
                         src: host_file,
-                        size,
+                        size: p.size,
                     },
-                    mode: if exec { EXEC_MODE } else { FILE_MODE },
+                    mode: if p.content == Content::Data {
+                        FILE_MODE
+                    } else {
+                        EXEC_MODE
+                    },
                     uid: 0,
                     gid: 0,
                     why,
@@ -841,17 +909,6 @@ impl<'a> Planner<'a> {
                     entry.path().display()
                 )));
             };
-            if t.is_file() {
-                use std::os::unix::fs::MetadataExt;
-                if let Ok(m) = entry.metadata() {
-                    if m.nlink() > 1 {
-                        links
-                            .entry((m.dev(), m.ino()))
-                            .or_default()
-                            .push(later.len());
-                    }
-                }
-            }
             later.push((at, item, label.to_string()));
         }
         // Within a group of hard links, the first path in image order (the
@@ -892,13 +949,6 @@ fn is_elf_file(path: &Path) -> Result<bool> {
     let mut f = fs::File::open(path).with_path("open", path)?;
     let n = read_full(&mut f, &mut head).with_path("read", path)?;
     Ok(elf::is_elf(&head[..n]))
-}
-
-fn is_script(path: &Path) -> Result<bool> {
-    let mut head = [0u8; 2];
-    let mut f = fs::File::open(path).with_path("open", path)?;
-    let n = read_full(&mut f, &mut head).with_path("read", path)?;
-    Ok(n == 2 && &head == b"#!")
 }
 
 fn default_mode(path: &Path) -> Result<u32> {
