@@ -139,12 +139,14 @@ impl DpkgDb {
         // (package, its status.d md5sums file if any) before reading lists.
         let mut stanzas: Vec<(Package, Option<PathBuf>)> = Vec::new();
         if let Some(text) = status {
+            // A status file has a stanza per package (hundreds of KB):
+            // split cheaply, then parse the stanzas in parallel, in order.
             let text = String::from_utf8_lossy(&text);
-            for stanza in parse_stanzas(&text) {
-                if let Some(pkg) = package(&stanza) {
-                    stanzas.push((pkg, None));
-                }
-            }
+            let parsed: Vec<Option<Package>> = stanza_texts(&text)
+                .par_iter()
+                .flat_map_iter(|t| parse_stanzas(t).into_iter().map(|st| package(&st)))
+                .collect();
+            stanzas.extend(parsed.into_iter().flatten().map(|pkg| (pkg, None)));
         }
         if let Some(dir) = status_d {
             let mut entries = hfs.read_dir(&dir).with_path("read", hfs.host_path(&dir))?;
@@ -529,6 +531,27 @@ pub fn parse_stanzas(text: &str) -> Vec<Vec<Field>> {
         stanzas.push(current);
     }
     stanzas
+}
+
+/// `text` cut at its blank lines (what [`parse_stanzas`] splits on), as
+/// slices: each holds whole stanzas.
+fn stanza_texts(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        at += line.len();
+        if line.trim().is_empty() {
+            if at > start {
+                out.push(&text[start..at]);
+            }
+            start = at;
+        }
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
 }
 
 /// The package a status stanza describes, when its files are on disk.
@@ -1052,6 +1075,16 @@ Description: a tool
         assert_eq!(s[0][1].value, "\n x\n\ty");
         assert_eq!(s[0][1].raw, "B:\n x\n\ty\n");
         assert_eq!(s[1].len(), 1);
+    }
+
+    #[test]
+    fn stanza_texts_cut_only_at_blank_lines() {
+        let text = "A: 1\nB:\n x\n\n \t\r\nC: 3\r\n\nD: 4";
+        let parts = stanza_texts(text);
+        assert_eq!(parts.concat(), text);
+        let pieces: Vec<Vec<Field>> = parts.iter().flat_map(|t| parse_stanzas(t)).collect();
+        assert_eq!(pieces, parse_stanzas(text));
+        assert_eq!(pieces.len(), 3);
     }
 
     #[test]

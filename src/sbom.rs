@@ -463,7 +463,8 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
             })
             .collect();
     }
-    Ok(oci::canonical_json(&doc))
+    // A Value's maps are already sorted: serialized as is, not copied.
+    Ok(serde_json::to_vec(&doc).expect("a JSON value always serializes"))
 }
 
 /// A file's SHA-1 and SHA-256, and its Go build information when it is an
