@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs each fuzz target for SECONDS (default 60) from the committed seeds
-# (fuzz/seeds/<target>) plus the local corpus (fuzz/corpus/<target>, not
-# committed). cargo-fuzz is installed from crates.io when missing. The
+# (fuzz/seeds/<target>), the committed regression corpus
+# (tests/regressions/elf or recipe) and the local corpus
+# (fuzz/corpus/<target>, not committed). cargo-fuzz is installed from crates.io when missing. The
 # targets build on stable Rust without a sanitizer (-s none), with
 # optimizations and overflow checks (-O -a).
 #
@@ -13,8 +14,8 @@ secs=${1:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 for t in recipe elf_closure; do
   mkdir -p "fuzz/corpus/$t"
-  case "$t" in recipe) max=4096 ;; *) max=65536 ;; esac
+  case "$t" in recipe) max=4096 regress=recipe ;; *) max=65536 regress=elf ;; esac
   echo "fuzz: $t for ${secs}s"
-  cargo fuzz run -s none -O -a "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+  cargo fuzz run -s none -O -a "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" "tests/regressions/$regress" -- \
     -max_total_time="$secs" -max_len="$max" -print_final_stats=1 2>&1 | tail -n 12
 done

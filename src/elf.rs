@@ -245,7 +245,6 @@ fn light_parse(bytes: &[u8]) -> goblin::error::Result<Elf<'_>> {
     use goblin::elf::section_header::SectionHeader;
     use goblin::elf::symver::{VerdefSection, VerneedSection};
     use goblin::strtab::Strtab;
-    use scroll::Pread;
 
     let header = Elf::parse_header(bytes)?;
     let mut elf = Elf::lazy_parse(header)?;
@@ -258,21 +257,38 @@ fn light_parse(bytes: &[u8]) -> goblin::error::Result<Elf<'_>> {
     elf.program_headers =
         ProgramHeader::parse(bytes, header.e_phoff as usize, header.e_phnum as usize, ctx)?;
     for ph in &elf.program_headers {
-        if ph.p_type == PT_INTERP && ph.p_filesz != 0 {
-            elf.interpreter = bytes
-                .pread_with::<&str>(
-                    ph.p_offset as usize,
-                    scroll::ctx::StrCtx::Length((ph.p_filesz - 1) as usize),
-                )
-                .ok();
+        if ph.p_type == PT_INTERP {
+            // As the kernel reads it: p_filesz bytes ending in a NUL; the
+            // path is the C string they start with.
+            let raw = usize::try_from(ph.p_offset)
+                .ok()
+                .zip(usize::try_from(ph.p_filesz).ok())
+                .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?))
+                .ok_or_else(|| {
+                    goblin::error::Error::Malformed(format!(
+                        "PT_INTERP (offset {}, {} bytes) lies outside the file",
+                        ph.p_offset, ph.p_filesz
+                    ))
+                })?;
+            if raw.last() != Some(&0) {
+                return Err(goblin::error::Error::Malformed(
+                    "PT_INTERP is not NUL-terminated".into(),
+                ));
+            }
+            let path = raw.split(|&c| c == 0).next().unwrap_or_default();
+            elf.interpreter = Some(std::str::from_utf8(path).map_err(|_| {
+                goblin::error::Error::Malformed("PT_INTERP is not valid UTF-8".into())
+            })?);
         }
     }
     // Section headers are optional (sstrip removes them); without them
     // there are no version sections or note sections to read.
+    // goblin reads an extended count (e_shnum 0: section 0's sh_size) and
+    // refuses counts the file cannot hold.
     if let Ok(shdrs) =
         SectionHeader::parse(bytes, header.e_shoff as usize, header.e_shnum as usize, ctx)
     {
-        if let Some(sh) = shdrs.get(header.e_shstrndx as usize) {
+        if let Some(sh) = shdrs.get(names_index(header.e_shstrndx, &shdrs)) {
             if let Ok(t) = Strtab::parse(bytes, sh.sh_offset as usize, sh.sh_size as usize, 0) {
                 elf.shdr_strtab = t;
             }
@@ -283,6 +299,25 @@ fn light_parse(bytes: &[u8]) -> goblin::error::Result<Elf<'_>> {
     if let Some(dynamic) = &elf.dynamic {
         let info = &dynamic.info;
         elf.dynstrtab = Strtab::parse(bytes, info.strtab, info.strsz, 0)?;
+        // A name the string table does not hold would be dropped without
+        // a word, and the image would lack a library the loader wants.
+        use goblin::elf::dynamic::{DT_NEEDED, DT_SONAME};
+        for d in &dynamic.dyns {
+            let name = elf.dynstrtab.get_at(d.d_val as usize);
+            if d.d_tag == DT_NEEDED && name == Some("") {
+                return Err(goblin::error::Error::Malformed(
+                    "a DT_NEEDED entry names the empty string".into(),
+                ));
+            }
+            if matches!(d.d_tag, DT_NEEDED | DT_SONAME | DT_RPATH | DT_RUNPATH) && name.is_none() {
+                return Err(goblin::error::Error::Malformed(format!(
+                    "dynamic entry {} names offset {} outside its string table ({} bytes)",
+                    goblin::elf::dynamic::tag_to_str(d.d_tag),
+                    d.d_val,
+                    info.strsz
+                )));
+            }
+        }
         if info.soname != 0 {
             elf.soname = elf.dynstrtab.get_at(info.soname);
         }
@@ -329,12 +364,10 @@ pub fn section_data<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
     let found = catch_unwind(AssertUnwindSafe(|| -> Option<SectionHeader> {
         let header = Elf::parse_header(bytes).ok()?;
         let ctx = goblin::container::Ctx::new(header.container().ok()?, header.endianness().ok()?);
-        let count = header.e_shnum as usize;
-        if count == 0 || count > 1 << 16 {
-            return None;
-        }
-        let shdrs = SectionHeader::parse(bytes, header.e_shoff as usize, count, ctx).ok()?;
-        let strtab = shdrs.get(header.e_shstrndx as usize)?;
+        let shdrs =
+            SectionHeader::parse(bytes, header.e_shoff as usize, header.e_shnum as usize, ctx)
+                .ok()?;
+        let strtab = shdrs.get(names_index(header.e_shstrndx, &shdrs))?;
         let start = usize::try_from(strtab.sh_offset).ok()?;
         let end = start.checked_add(usize::try_from(strtab.sh_size).ok()?)?;
         let names = bytes.get(start..end)?;
@@ -356,11 +389,23 @@ pub fn section_data<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
     bytes.get(start..start.checked_add(len)?)
 }
 
-/// Does the file have a section header table?
+/// Does the file have a section header table? (With extended numbering
+/// e_shnum is 0 and the table is still there.)
 pub fn has_section_headers(bytes: &[u8]) -> bool {
     Elf::parse_header(bytes)
-        .map(|h| h.e_shnum > 0 && h.e_shoff > 0)
+        .map(|h| h.e_shoff > 0)
         .unwrap_or(false)
+}
+
+/// The index of the section-name string table: e_shstrndx, or section 0's
+/// sh_link when e_shstrndx is SHN_XINDEX (extended numbering, for files
+/// with 0xff00 sections or more).
+fn names_index(e_shstrndx: u16, shdrs: &[goblin::elf::SectionHeader]) -> usize {
+    if u32::from(e_shstrndx) == goblin::elf::section_header::SHN_XINDEX {
+        shdrs.first().map_or(usize::MAX, |sh0| sh0.sh_link as usize)
+    } else {
+        usize::from(e_shstrndx)
+    }
 }
 
 /// `len` bytes at virtual address `vaddr`, through the PT_LOAD segments.

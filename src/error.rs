@@ -73,7 +73,7 @@ impl std::error::Error for Error {}
 /// `s` made safe to print as one line: control characters (a newline or a
 /// NUL inside a recipe path, say) are escaped as `\n`, `\u{0}`.
 pub fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    let mut out = String::with_capacity(s.len().min(MAX_MESSAGE + 64));
     for c in s.chars() {
         if c.is_control() {
             out.extend(c.escape_default());
@@ -81,7 +81,31 @@ pub fn one_line(s: &str) -> String {
             out.push(c);
         }
     }
-    out
+    shorten(out)
+}
+
+/// The longest message printed whole; a longer one (a parser quoting a
+/// megabyte-long key back) keeps its start and end.
+const MAX_MESSAGE: usize = 2000;
+
+fn shorten(s: String) -> String {
+    if s.len() <= MAX_MESSAGE {
+        return s;
+    }
+    let mut head = MAX_MESSAGE * 3 / 4;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - MAX_MESSAGE / 4;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{} … ({} bytes left out) … {}",
+        &s[..head],
+        tail - head,
+        &s[tail..]
+    )
 }
 
 /// `io::Error`'s text without the "(os error N)" suffix, lowercased at the start.

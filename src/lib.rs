@@ -16,6 +16,7 @@ pub mod dpkg;
 pub mod elf;
 pub mod error;
 pub mod gobuildinfo;
+pub mod harness;
 pub mod inspect;
 pub mod layer;
 pub mod ldcache;
