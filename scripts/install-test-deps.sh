@@ -30,6 +30,10 @@ needs=(
   openssl:openssl
   /usr/bin/python3.11:python3
   getent:libc-bin
+  faketime:faketime
+  oci-image-tool:oci-image-tool
+  getfattr:attr
+  setpriv:util-linux
 )
 missing=()
 for pair in "${needs[@]}"; do

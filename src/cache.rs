@@ -121,6 +121,11 @@ impl Cache {
                     field(&crate::digest::of(src)?.sha256);
                 }
             }
+            for (name, value) in plan.xattrs.get(path).into_iter().flatten() {
+                field(b"x");
+                field(name.as_bytes());
+                field(value);
+            }
         }
         Ok(sha256_name(h.finalize().as_slice())[7..].to_string())
     }

@@ -274,6 +274,16 @@ fn write_entries<'p, W: Write>(
         } else {
             h.set_size(size);
         }
+        let xattr_keys: Vec<(String, &[u8])> = plan
+            .xattrs
+            .get(path)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+            .collect();
+        for (k, v) in &xattr_keys {
+            pax.push((k.as_str(), v.to_vec()));
+        }
         if !pax.is_empty() {
             write_pax(out, &name, epoch, &mut pax).map_err(|e| tar_err(path, e))?;
         }
@@ -507,5 +517,67 @@ mod tests {
         // The stream holds the file whole after its header, padded.
         assert_eq!(&tar[512..512 + bytes.len()], &bytes[..]);
         assert_eq!(tar.len(), 512 + bytes.len().div_ceil(512) * 512 + 1024);
+    }
+
+    /// Counts what passes and keeps the first `keep` bytes.
+    struct Head {
+        keep: usize,
+        head: Vec<u8>,
+        total: u64,
+    }
+
+    impl Write for Head {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let room = self.keep.saturating_sub(self.head.len()).min(buf.len());
+            self.head.extend_from_slice(&buf[..room]);
+            self.total += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn files_over_8_gib_get_a_pax_size_record() {
+        // On tmpfs a hole reads as the zero page: nothing is allocated.
+        let t = tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let src = t.path().join("sparse");
+        let size = MAX_EPOCH + 2; // one byte past what 11 octal digits hold
+        let f = File::create(&src).unwrap();
+        f.set_len(size).unwrap();
+        drop(f);
+        // Digests known, so the pass only reads (sparse zeros) and writes.
+        let meta = std::fs::metadata(&src).unwrap();
+        crate::digest::remember(
+            &src,
+            crate::digest::Stamp::of(&meta),
+            crate::digest::Digests {
+                sha1: [0; 20],
+                sha256: [0; 32],
+            },
+        );
+        let mut sink = Head {
+            keep: 2048,
+            head: Vec::new(),
+            total: 0,
+        };
+        write_tar(&plan_of(&src), 0, &mut sink).unwrap();
+        let pax = tar::Header::from_byte_slice(&sink.head[..512]);
+        assert_eq!(pax.entry_type(), EntryType::XHeader);
+        let records = &sink.head[512..512 + pax.size().unwrap() as usize];
+        let want = format!("size={size}\n");
+        assert!(
+            String::from_utf8_lossy(records).contains(&want),
+            "{}",
+            String::from_utf8_lossy(records)
+        );
+        let real = tar::Header::from_byte_slice(&sink.head[1024..1536]);
+        assert_eq!(real.entry_type(), EntryType::Regular);
+        assert_eq!(real.path().unwrap().to_str(), Some("data"));
+        let padded = size.div_ceil(512) * 512;
+        assert_eq!(sink.total, 1536 + padded + 1024);
     }
 }

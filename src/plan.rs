@@ -63,6 +63,9 @@ pub enum ItemKind {
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub entries: BTreeMap<ImagePath, Item>,
+    /// Extended attributes a recipe entry asked to keep, by regular file:
+    /// (name, value), sorted by name. Written as PAX `SCHILY.xattr.*`.
+    pub xattrs: BTreeMap<ImagePath, Vec<(String, Vec<u8>)>>,
 }
 
 impl Plan {
@@ -423,8 +426,10 @@ impl<'a> Planner<'a> {
     pub fn plan_with_closures(mut self) -> Result<(Plan, Vec<crate::symbols::Checked>)> {
         let mut deps: BTreeMap<(PathBuf, Side, PathBuf), String> = BTreeMap::new();
         let mut later: Vec<(ImagePath, Item, String)> = Vec::new();
+        let mut xattrs: BTreeMap<ImagePath, Vec<(String, Vec<u8>)>> = BTreeMap::new();
         for entry in &self.recipe.entries {
             let fail = |m: String| Error::msg(format!("{}: {m}", entry.label));
+            let start = later.len();
             match &entry.kind {
                 EntryKind::Binary {
                     src,
@@ -545,6 +550,16 @@ impl<'a> Planner<'a> {
                     entry.label.clone(),
                 )),
             }
+            if !entry.xattrs.is_empty() {
+                for (dest, item, _) in &later[start..] {
+                    if let ItemKind::File { src, .. } = &item.kind {
+                        let found = read_xattrs(src, &entry.xattrs).map_err(&fail)?;
+                        if !found.is_empty() {
+                            xattrs.insert(dest.clone(), found);
+                        }
+                    }
+                }
+            }
         }
         self.add_runtime(&mut deps, &mut later)?;
         for ((image, side, path), why) in &deps {
@@ -558,6 +573,11 @@ impl<'a> Planner<'a> {
             self.plan
                 .insert(&dest, item)
                 .map_err(|m| Error::msg(format!("{label}: place {dest}: {m}")))?;
+        }
+        for (path, found) in xattrs {
+            if let Some(ItemKind::File { .. }) = self.plan.entries.get(&path).map(|i| &i.kind) {
+                self.plan.xattrs.insert(path, found);
+            }
         }
         self.add_ld_so_cache()?;
         crate::symbols::check(self.resolver, &self.closures.borrow())
@@ -949,6 +969,52 @@ fn is_elf_file(path: &Path) -> Result<bool> {
     let mut f = fs::File::open(path).with_path("open", path)?;
     let n = read_full(&mut f, &mut head).with_path("read", path)?;
     Ok(elf::is_elf(&head[..n]))
+}
+
+/// The named extended attributes `path` has (not following a symlink),
+/// sorted by name; those it lacks are left out.
+fn read_xattrs(
+    path: &Path,
+    names: &[String],
+) -> std::result::Result<Vec<(String, Vec<u8>)>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let fail = |what: &str, e: std::io::Error| {
+        format!(
+            "read {what} of {}: {}",
+            path.display(),
+            crate::error::io_message(&e)
+        )
+    };
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("{}: NUL in path", path.display()))?;
+    let mut out = Vec::new();
+    for name in names {
+        let c_name = std::ffi::CString::new(name.as_bytes()).map_err(|_| format!("{name}: NUL"))?;
+        let mut buf = vec![0u8; 256];
+        loop {
+            // SAFETY: valid NUL-terminated strings and a buffer of buf.len() bytes.
+            let n = unsafe {
+                libc::lgetxattr(
+                    c_path.as_ptr(),
+                    c_name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            if n >= 0 {
+                buf.truncate(n as usize);
+                out.push((name.clone(), buf));
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENODATA) | Some(libc::ENOTSUP) => break,
+                Some(libc::ERANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
+                _ => return Err(fail(name, e)),
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn default_mode(path: &Path) -> Result<u32> {

@@ -114,6 +114,10 @@ struct RawCopy {
     /// `[[tree]]` only: glob patterns of paths to leave out.
     #[serde(default)]
     exclude: Vec<String>,
+    /// Extended attributes of the input to carry into the layer (as PAX
+    /// `SCHILY.xattr.*` records): `security.capability` or `user.*`.
+    #[serde(default)]
+    xattrs: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -372,6 +376,9 @@ pub struct Entry {
     /// "[[binary]] #1 (/usr/bin/jq)": how messages name this entry.
     pub label: String,
     pub kind: EntryKind,
+    /// The extended attributes of its input files the layer keeps (only
+    /// `[[binary]]`, `[[file]]` and `[[tree]]` have any).
+    pub xattrs: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -560,6 +567,8 @@ impl Recipe {
                 copy_paths(&b, &platforms, true).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(b.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
             let owner = owner(&b.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
+            let xattrs =
+                xattr_names(&b.xattrs).map_err(|m| fail(format!("{label}: xattrs: {m}")))?;
             entries.push(Entry {
                 label,
                 kind: EntryKind::Binary {
@@ -568,6 +577,7 @@ impl Recipe {
                     mode,
                     owner,
                 },
+                xattrs,
             });
         }
         for (i, f) in raw.file.into_iter().enumerate() {
@@ -579,6 +589,8 @@ impl Recipe {
                 copy_paths(&f, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(f.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
             let owner = owner(&f.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
+            let xattrs =
+                xattr_names(&f.xattrs).map_err(|m| fail(format!("{label}: xattrs: {m}")))?;
             entries.push(Entry {
                 label,
                 kind: EntryKind::File {
@@ -587,6 +599,7 @@ impl Recipe {
                     mode,
                     owner,
                 },
+                xattrs,
             });
         }
         for (i, t) in raw.tree.into_iter().enumerate() {
@@ -599,6 +612,8 @@ impl Recipe {
             let (src, dest) =
                 copy_paths(&t, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
             let owner = owner(&t.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
+            let xattrs =
+                xattr_names(&t.xattrs).map_err(|m| fail(format!("{label}: xattrs: {m}")))?;
             for x in &t.exclude {
                 if x.is_empty() || x.contains('\0') {
                     return Err(fail(format!("{label}: exclude patterns must be non-empty")));
@@ -612,6 +627,7 @@ impl Recipe {
                     owner,
                     exclude: t.exclude,
                 },
+                xattrs,
             });
         }
         for (i, d) in raw.dir.into_iter().enumerate() {
@@ -622,6 +638,7 @@ impl Recipe {
             entries.push(Entry {
                 label,
                 kind: EntryKind::Dir { dest, mode, owner },
+                xattrs: Vec::new(),
             });
         }
         for (i, s) in raw.symlink.into_iter().enumerate() {
@@ -638,6 +655,7 @@ impl Recipe {
                     dest,
                     target: s.target,
                 },
+                xattrs: Vec::new(),
             });
         }
 
@@ -654,6 +672,7 @@ impl Recipe {
             entries.push(Entry {
                 label,
                 kind: EntryKind::Library { name: l.name },
+                xattrs: Vec::new(),
             });
         }
 
@@ -683,6 +702,34 @@ impl Recipe {
             entries,
         })
     }
+}
+
+/// The extended attributes a recipe entry may keep: file capabilities
+/// (`security.capability`) and `user.*` attributes. SELinux labels belong
+/// to the host's policy and are never copied; other namespaces are refused.
+fn xattr_names(names: &[String]) -> std::result::Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let ok = n == "security.capability"
+            || (n.len() > 5 && n.starts_with("user.") && !n.contains(['\0', '=', '\n']));
+        if n == "security.selinux" {
+            return Err(
+                "security.selinux is never copied: SELinux labels come from the policy of the \
+                 host that runs the image"
+                    .into(),
+            );
+        }
+        if !ok {
+            return Err(format!(
+                "{n:?} is not supported; only security.capability and user.* attributes are kept"
+            ));
+        }
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn validate_runtime(raw: &RawRecipe) -> std::result::Result<Runtime, String> {

@@ -184,3 +184,203 @@ fn a_full_disk_fails_cleanly() {
 fn is_root() -> bool {
     String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0"
 }
+
+/// The PAX records of each entry of a layout's (single, uncompressed or
+/// gzip) layer: path → (key, value bytes).
+fn pax_records(layout: &Path) -> std::collections::BTreeMap<String, Vec<(String, Vec<u8>)>> {
+    use std::io::Read;
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| layout.join("blobs/sha256").join(&d[7..]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layer = &manifest["layers"][0];
+    let bytes = fs::read(blob(layer["digest"].as_str().unwrap())).unwrap();
+    let mut tar_bytes = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    let mut ar = tar::Archive::new(&tar_bytes[..]);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        let mut recs = Vec::new();
+        if let Some(exts) = e.pax_extensions().unwrap() {
+            for x in exts {
+                let x = x.unwrap();
+                recs.push((x.key().unwrap().to_string(), x.value_bytes().to_vec()));
+            }
+        }
+        out.insert(path, recs);
+    }
+    out
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of value.len() bytes.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "setxattr {name}: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn file_capabilities_and_xattrs_are_kept_only_when_declared() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    fs::copy(repo().join("recipes/hello/hello"), t.join("hello")).unwrap();
+    fs::create_dir_all(t.join("tree")).unwrap();
+    fs::write(t.join("tree/data"), "data\n").unwrap();
+    // cap_net_bind_service=ep as the kernel stores it (vfs_cap_data v2).
+    let mut cap = Vec::new();
+    for word in [0x0200_0001u32, 1 << 10, 0, 0, 0] {
+        cap.extend_from_slice(&word.to_le_bytes());
+    }
+    set_xattr(&t.join("hello"), "security.capability", &cap);
+    set_xattr(&t.join("hello"), "user.origin", b"built here");
+    set_xattr(&t.join("tree/data"), "user.origin", b"tree file");
+    let recipe = |extra_bin: &str, extra_tree: &str| {
+        format!(
+            "name = \"caps\"\n[[binary]]\nsrc = \"hello\"\n{extra_bin}\n\
+             [[tree]]\nsrc = \"tree\"\ndest = \"/srv\"\n{extra_tree}\n"
+        )
+    };
+    let r = t.join("r.toml");
+
+    // Not declared: no xattr reaches the layer.
+    fs::write(&r, recipe("", "")).unwrap();
+    let plain = t.join("plain");
+    build(&r, &plain);
+    let recs = pax_records(&plain);
+    assert!(recs.values().all(|v| v.is_empty()), "{recs:?}");
+
+    // Declared: exactly those, as SCHILY.xattr records with the raw bytes.
+    fs::write(
+        &r,
+        recipe(
+            "xattrs = [\"security.capability\"]",
+            "xattrs = [\"user.origin\"]",
+        ),
+    )
+    .unwrap();
+    let kept = t.join("kept");
+    let first = build(&r, &kept);
+    let recs = pax_records(&kept);
+    assert_eq!(
+        recs["usr/bin/hello"],
+        vec![("SCHILY.xattr.security.capability".to_string(), cap.clone())]
+    );
+    assert_eq!(
+        recs["srv/data"],
+        vec![(
+            "SCHILY.xattr.user.origin".to_string(),
+            b"tree file".to_vec()
+        )]
+    );
+    assert_eq!(build(&r, &t.join("again")), first, "reproducible");
+
+    // GNU tar, an independent reader, restores the capability.
+    let unpacked = t.join("unpacked");
+    fs::create_dir_all(&unpacked).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(bareroot().arg("inspect").arg("--json").arg(&kept))).unwrap();
+    let layer = report[0]["images"][0]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(Command::new("tar")
+        .arg("--xattrs")
+        .arg("--xattrs-include=*")
+        .arg("-xzf")
+        .arg(kept.join("blobs/sha256").join(&layer[7..]))
+        .arg("-C")
+        .arg(&unpacked));
+    require("getfattr", "attr");
+    let got = run(Command::new("getfattr")
+        .args(["--only-values", "-n", "security.capability"])
+        .arg(unpacked.join("usr/bin/hello")));
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert_eq!(got.stdout, cap, "the capability as GNU tar restores it");
+
+    // SELinux labels are never copied; unknown namespaces are refused.
+    for (name, needle) in [
+        ("security.selinux", "never copied"),
+        ("trusted.x", "only security.capability and user.*"),
+    ] {
+        fs::write(&r, recipe(&format!("xattrs = [\"{name}\"]"), "")).unwrap();
+        let o = run(bareroot()
+            .arg("build")
+            .arg(&r)
+            .arg("--output")
+            .arg(t.join("refused")));
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(
+            err.contains(needle) && err.contains("[[binary]] #1"),
+            "{err}"
+        );
+        assert!(!t.join("refused").exists());
+    }
+}
+
+#[test]
+fn unreadable_inputs_are_errors_naming_them() {
+    assert!(
+        is_root(),
+        "this test drops to uid 65534 with setpriv and needs root"
+    );
+    let tmp = tempdir();
+    let t = tmp.path();
+    fs::set_permissions(t, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(t.join("tree/closed")).unwrap();
+    fs::write(t.join("tree/closed/secret"), "x").unwrap();
+    fs::write(t.join("locked"), "x").unwrap();
+    fs::set_permissions(t.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::set_permissions(t.join("tree/closed"), fs::Permissions::from_mode(0o000)).unwrap();
+    let out_dir = t.join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    std::os::unix::fs::chown(&out_dir, Some(65534), Some(65534)).unwrap();
+    for (text, needle) in [
+        (
+            "name = \"u\"\n[[file]]\nsrc = \"locked\"\ndest = \"/locked\"\n",
+            t.join("locked"),
+        ),
+        (
+            "name = \"u\"\n[[tree]]\nsrc = \"tree\"\ndest = \"/srv\"\n",
+            t.join("tree/closed"),
+        ),
+    ] {
+        let r = t.join("r.toml");
+        fs::write(&r, text).unwrap();
+        fs::set_permissions(&r, fs::Permissions::from_mode(0o644)).unwrap();
+        let o = run(Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_bareroot"))
+            .arg("build")
+            .arg(&r)
+            .arg("--output")
+            .arg(out_dir.join("img"))
+            .env("BAREROOT_NO_CACHE", "1")
+            .env("HOME", &out_dir));
+        assert!(!o.status.success(), "{text}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(&needle.display().to_string()) && err.contains("ermission denied"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!out_dir.join("img").exists());
+    }
+}
