@@ -40,8 +40,20 @@ fn killed_builds_leave_the_previous_image_or_the_new_one() {
     let shell = repo().join("recipes/shell.toml");
     let hello = repo().join("recipes/hello.toml");
     let previous = build(&hello, &out);
-    let new = build(&shell, &tmp.path().join("reference"));
-    for i in 0..30u64 {
+    // How long a (warm) build takes: the fastest of three.
+    let mut fastest = u64::MAX;
+    let mut new = String::new();
+    for i in 0..3 {
+        let started = std::time::Instant::now();
+        new = build(&shell, &tmp.path().join(format!("reference-{i}")));
+        fastest = fastest.min(started.elapsed().as_micros() as u64);
+    }
+    // Kill points spread evenly from the start to a little past the time
+    // a whole build takes (so some kills land after the commit too).
+    let span = fastest * 6 / 5;
+    const KILLS: u64 = 100;
+    let mut finished = 0;
+    for i in 0..KILLS {
         let mut child = bareroot()
             .arg("build")
             .arg(&shell)
@@ -52,8 +64,9 @@ fn killed_builds_leave_the_previous_image_or_the_new_one() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Spread the kills over the build (a few to a few hundred ms).
-        std::thread::sleep(Duration::from_millis((i * 37) % 400));
+        // Kill points in a scrambled order (37 is prime to 100), so the
+        // rebuilds below do not always follow the same kind of kill.
+        std::thread::sleep(Duration::from_micros(span * ((i * 37) % KILLS) / KILLS));
         let _ = child.kill();
         let _ = child.wait();
         let top = check_layout(&out);
@@ -63,9 +76,16 @@ fn killed_builds_leave_the_previous_image_or_the_new_one() {
         );
         if top == new {
             // Back to the previous image for the next round.
+            finished += 1;
             build(&hello, &out);
         }
     }
+    // The kills were spread over the build: most interrupted it.
+    eprintln!("{finished} of {KILLS} builds finished before their kill");
+    assert!(
+        finished < KILLS / 2,
+        "{finished} of {KILLS} builds finished before their kill"
+    );
 }
 
 #[test]
