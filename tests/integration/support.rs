@@ -168,3 +168,140 @@ pub fn build_once<'a>(
         Built { layout, digest }
     })
 }
+
+/// Where two OCI layouts differ, in words: the first JSON value that
+/// differs along index → manifests → config, or the first tar entry of a
+/// layer whose header or content differs. For reproducibility failures.
+pub fn explain_layout_difference(a: &Path, b: &Path) -> String {
+    let read = |dir: &Path, digest: &str| -> Vec<u8> {
+        std::fs::read(
+            dir.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap_or_default()
+    };
+    let json = |bytes: &[u8]| -> serde_json::Value {
+        serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null)
+    };
+    let ia = json(&std::fs::read(a.join("index.json")).unwrap_or_default());
+    let ib = json(&std::fs::read(b.join("index.json")).unwrap_or_default());
+    let mut out = Vec::new();
+    json_diff("index.json", &ia, &ib, &mut out);
+    // Walk the descriptors both sides have, in order.
+    let mut pending: Vec<(String, serde_json::Value, serde_json::Value)> =
+        vec![("index.json".into(), ia, ib)];
+    while let Some((at, va, vb)) = pending.pop() {
+        let descs = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+            let mut d: Vec<serde_json::Value> =
+                v["manifests"].as_array().cloned().unwrap_or_default();
+            if v["config"].is_object() {
+                d.push(v["config"].clone());
+            }
+            d.extend(v["layers"].as_array().cloned().unwrap_or_default());
+            d
+        };
+        for (i, (da, db)) in descs(&va).iter().zip(descs(&vb)).enumerate() {
+            let (Some(ga), Some(gb)) = (da["digest"].as_str(), db["digest"].as_str()) else {
+                continue;
+            };
+            if ga == gb {
+                continue;
+            }
+            let what = format!("{at} → [{i}] {}", da["mediaType"].as_str().unwrap_or("?"));
+            let (ba, bb) = (read(a, ga), read(b, gb));
+            let media = da["mediaType"].as_str().unwrap_or("");
+            if media.contains("layer") {
+                out.push(format!(
+                    "{what}: layers {ga} and {gb} differ: {}",
+                    tar_diff(&ba, &bb, media)
+                ));
+            } else {
+                let (ja, jb) = (json(&ba), json(&bb));
+                json_diff(&what, &ja, &jb, &mut out);
+                pending.push((what, ja, jb));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push("no difference found in index, manifests, configs or layers".into());
+    }
+    out.join("\n")
+}
+
+fn json_diff(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(ma), Value::Object(mb)) => {
+            let keys: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
+            for k in keys {
+                json_diff(
+                    &format!("{at}.{k}"),
+                    ma.get(k).unwrap_or(&Value::Null),
+                    mb.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(va), Value::Array(vb)) if va.len() == vb.len() => {
+            for (i, (x, y)) in va.iter().zip(vb).enumerate() {
+                json_diff(&format!("{at}[{i}]"), x, y, out);
+            }
+        }
+        _ if a != b => out.push(format!("{at}: {a} vs {b}")),
+        _ => {}
+    }
+}
+
+/// The first tar entry where two layers differ.
+fn tar_diff(a: &[u8], b: &[u8], media: &str) -> String {
+    use std::io::Read;
+    let unpack = |bytes: &[u8]| -> Vec<u8> {
+        let mut out = Vec::new();
+        if media.ends_with("+gzip") {
+            let _ = flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out);
+        } else if media.ends_with("+zstd") {
+            out = zstd::decode_all(bytes).unwrap_or_default();
+        } else {
+            out = bytes.to_vec();
+        }
+        out
+    };
+    let entries = |tar_bytes: &[u8]| -> Vec<(String, Vec<u8>)> {
+        let mut ar = tar::Archive::new(tar_bytes);
+        let mut v = Vec::new();
+        for e in ar.entries().into_iter().flatten().flatten() {
+            let mut e = e;
+            let head = e.header().as_bytes().to_vec();
+            let name = e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let mut data = Vec::new();
+            let _ = e.read_to_end(&mut data);
+            let mut all = head;
+            all.extend(data);
+            v.push((name, all));
+        }
+        v
+    };
+    let (ta, tb) = (unpack(a), unpack(b));
+    if ta == tb {
+        return "the tar streams are identical: the compressed bytes differ".into();
+    }
+    let (ea, eb) = (entries(&ta), entries(&tb));
+    for (i, ((na, xa), (nb, xb))) in ea.iter().zip(&eb).enumerate() {
+        if na != nb {
+            return format!("entry {i} is {na:?} in one and {nb:?} in the other");
+        }
+        if xa != xb {
+            let at = xa
+                .iter()
+                .zip(xb)
+                .position(|(x, y)| x != y)
+                .unwrap_or(xa.len().min(xb.len()));
+            let part = if at < 512 { "header" } else { "content" };
+            return format!("entry {i} {na:?} differs in its {part} (byte {at})");
+        }
+    }
+    format!("one layer has {} entries, the other {}", ea.len(), eb.len())
+}
