@@ -6,8 +6,8 @@
 //! FINISH), so the blocks concatenate into one valid deflate stream. The
 //! output depends only on the block size and level, never on `jobs`, and
 //! the deflate implementation is pinned by Cargo.lock (zlib-rs). zstd uses
-//! the library's multithreaded mode, whose output is the same for any
-//! number of workers. `None` passes the tar through.
+//! the library's multithreaded mode with a fixed job size, whose output is
+//! the same for any number of workers. `None` passes the tar through.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -41,8 +41,9 @@ impl Compression {
                 GZIP_BLOCK >> 10
             ),
             Compression::Zstd { level } => format!(
-                "zstd level {level}, zstd {}, multithreaded",
-                env!("BAREROOT_ZSTD_VERSION")
+                "zstd level {level}, zstd {}, {} MiB jobs",
+                env!("BAREROOT_ZSTD_VERSION"),
+                ZSTD_JOB >> 20
             ),
             Compression::None => "none".into(),
         }
@@ -104,6 +105,9 @@ impl std::fmt::Display for Compression {
 
 /// Bytes per independently deflated gzip block (pigz's default).
 pub const GZIP_BLOCK: usize = 128 << 10;
+
+/// The input each zstd worker compresses at a time.
+pub const ZSTD_JOB: usize = 2 << 20;
 /// The deflate window a block takes from its predecessor.
 const WINDOW: usize = 32 << 10;
 
@@ -123,6 +127,10 @@ impl<W: Write + Send + 'static> Compressor<W> {
                 // Multithreaded mode (even with one worker) so the output
                 // does not depend on the number of workers.
                 e.multithread(jobs.max(1) as u32)?;
+                // Fixed 2 MiB jobs: the output depends on the job size (not
+                // on the workers), and zstd's default (4x the window, 8 MiB
+                // at level 3) keeps ~80 MiB of buffers in flight.
+                e.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB as u32))?;
                 e.include_checksum(false)?;
                 e.include_contentsize(false)?;
                 Compressor::Zstd(e)

@@ -266,7 +266,7 @@ fn manifests_record_the_version_and_the_compressor() {
             "gzip:9",
             format!("gzip level 9, zlib-rs {zlib}, 128 KiB blocks"),
         ),
-        ("zstd", format!("zstd level 3, zstd {zstd}, multithreaded")),
+        ("zstd", format!("zstd level 3, zstd {zstd}, 2 MiB jobs")),
         ("none", "none".to_string()),
     ] {
         let out = tmp.path().join(flag);
