@@ -226,8 +226,6 @@ pub fn plan_with_packages(
     toolchains: &Toolchains,
 ) -> Result<(Plan, Vec<DpkgDb>)> {
     let t0 = std::time::Instant::now();
-    let mut plan = with_planner(recipe, platform, opts, toolchains, |p| p.plan())?;
-    trace("planner", t0);
     let toolchain = toolchains.get(platform)?;
     let given = opts
         .sysroots
@@ -240,6 +238,20 @@ pub fn plan_with_packages(
         // multiarch packages of this architecture.
         None => vec![PathBuf::from("/")],
     };
+    // The dpkg file lists are read on another thread while the closures
+    // are resolved.
+    let (planned, lists) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            roots
+                .iter()
+                .map(|r| DpkgDb::read_lists(r))
+                .collect::<Vec<_>>()
+        });
+        let planned = with_planner(recipe, platform, opts, toolchains, |p| p.plan());
+        (planned, reader.join().unwrap_or_default())
+    });
+    let mut plan = planned?;
+    trace("planner", t0);
     // Only the file names the image can hold are indexed: its files, the
     // copyright files and os-release added below.
     let mut names: HashSet<OsString> = plan
@@ -251,12 +263,14 @@ pub fn plan_with_packages(
         })
         .collect();
     names.extend(["copyright", "os-release"].map(OsString::from));
+    trace("names", t0);
     let mut dbs = Vec::new();
-    for r in &roots {
-        if let Some(db) = DpkgDb::load_for(r, Some(&names))? {
+    for (i, r) in roots.iter().enumerate() {
+        if let Some(db) = DpkgDb::load_with(r, Some(&names), lists.get(i))? {
             dbs.push(db);
         }
     }
+    trace("dbs", t0);
     if dbs.is_empty() {
         return Ok((plan, dbs));
     }
@@ -409,6 +423,8 @@ fn build_platform(
         _ => None,
     };
     trace("key", t0);
+    // The layer's cache key, when there is a cache (it also keys the SBOM).
+    let mut layer_key = early_key.clone();
     let layer = match cached {
         Some((info, blob)) => {
             layout.import_blob(&blob, &info.digest)?;
@@ -440,6 +456,7 @@ fn build_platform(
                 };
                 // A cache that can't be written only costs time next build.
                 let _ = c.put(&key, &layer, &layout.blob_path(&layer.digest)?);
+                layer_key = Some(key);
             }
             layer
         }
@@ -512,15 +529,38 @@ fn build_platform(
     desc.platform = Some(platform.into());
     // The SPDX SBOM, next to index.json; its namespace and timestamps
     // derive from the manifest digest and the epoch.
-    let sbom_bytes = sbom::spdx(&sbom::SbomInput {
-        name: &recipe.name,
-        tag: &recipe.tag,
-        platform,
-        epoch,
-        manifest_digest: &desc.digest,
-        plan: &plan,
-        dbs: &dbs,
-    })?;
+    // The SBOM is a function of the layer's key (every path, mode and
+    // input digest, the package metadata files, bareroot's version), the
+    // manifest digest, name, tag and platform: kept beside the cached layer.
+    let sbom_name = {
+        let id = format!(
+            "{}\0{}\0{platform}\0{}",
+            recipe.name, recipe.tag, desc.digest
+        );
+        format!("sbom-{}.spdx.json", &layer::digest_of(id.as_bytes())[7..])
+    };
+    let cached_sbom = match (cache, &layer_key) {
+        (Some(c), Some(k)) => c.get_extra(k, &sbom_name),
+        _ => None,
+    };
+    let sbom_bytes = match cached_sbom {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = sbom::spdx(&sbom::SbomInput {
+                name: &recipe.name,
+                tag: &recipe.tag,
+                platform,
+                epoch,
+                manifest_digest: &desc.digest,
+                plan: &plan,
+                dbs: &dbs,
+            })?;
+            if let (Some(c), Some(k)) = (&opts.cache, &layer_key) {
+                let _ = c.put_extra(k, &sbom_name, &bytes);
+            }
+            bytes
+        }
+    };
     trace("sbom", t0);
     let sbom_path = layout.root().join(sbom_file_name(platform));
     fs::write(&sbom_path, &sbom_bytes).with_path("write", &sbom_path)?;

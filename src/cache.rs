@@ -211,6 +211,44 @@ impl Cache {
         self.trim()
     }
 
+    /// A file stored beside the layer of `key` by [`Cache::put_extra`],
+    /// when present and undamaged (its CRC-32 is checked).
+    pub fn get_extra(&self, key: &str, name: &str) -> Option<Vec<u8>> {
+        let stored = fs::read(self.root.join("layers").join(key).join(name)).ok()?;
+        let (crc, bytes) = stored.split_at_checked(4)?;
+        let mut h = crc32fast::Hasher::new();
+        h.update(bytes);
+        (crc == h.finalize().to_le_bytes()).then(|| bytes.to_vec())
+    }
+
+    /// Keep `bytes` (derived from the layer, e.g. its SBOM) beside the
+    /// layer of `key`, which must be stored; written through a temporary
+    /// file renamed into place, with a CRC-32 in front.
+    pub fn put_extra(&self, key: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        if name.contains('/') || name.starts_with('.') || name == "blob" || name == "meta.json" {
+            return Err(Error::msg(format!(
+                "store {name:?} in the cache: not a plain file name"
+            )));
+        }
+        let dir = self.root.join("layers").join(key);
+        if !dir.join("meta.json").is_file() {
+            return Err(Error::msg(format!(
+                "store {name} in the cache: no entry {key}"
+            )));
+        }
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+            .map_err(|e| Error::io("create a file in", &dir, e))?;
+        let mut h = crc32fast::Hasher::new();
+        h.update(bytes);
+        tmp.write_all(&h.finalize().to_le_bytes())
+            .and_then(|_| tmp.write_all(bytes))
+            .map_err(|e| Error::io("write", tmp.path(), e))?;
+        tmp.persist(dir.join(name))
+            .map_err(|e| Error::io("store", dir.join(name), e.error))?;
+        Ok(())
+    }
+
     /// Remove least recently used entries until the cache fits its bound.
     pub fn trim(&self) -> Result<()> {
         let layers = self.root.join("layers");

@@ -77,6 +77,11 @@ pub struct Distro {
     pub version_id: Option<String>,
 }
 
+/// The `info/*.list` files of a root, read ahead: file stem
+/// ("libc6:amd64") → bytes.
+#[derive(Debug, Default)]
+pub struct Lists(HashMap<String, Vec<u8>>);
+
 /// The dpkg database of one root.
 #[derive(Debug)]
 pub struct DpkgDb {
@@ -112,6 +117,46 @@ impl DpkgDb {
     /// other files. A full system lists over a hundred thousand paths; an
     /// image needs a few thousand.
     pub fn load_for(root: &Path, names: Option<&HashSet<OsString>>) -> Result<Option<DpkgDb>> {
+        DpkgDb::load_with(root, names, None)
+    }
+
+    /// Read every `info/*.list` file of `root` now: a full system has
+    /// hundreds, and the build reads them on another thread while it
+    /// resolves closures. Best effort: a list not read here is read by
+    /// [`DpkgDb::load_with`], which reports any error.
+    pub fn read_lists(root: &Path) -> Lists {
+        let mut lists = Lists::default();
+        let Ok(canon) = fs::canonicalize(root) else {
+            return lists;
+        };
+        let hfs = HostFs::new(canon);
+        let Ok(r) = sysroot::resolve(&hfs, Path::new(INFO)) else {
+            return lists;
+        };
+        let dir = hfs.host_path(&r.real);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return lists;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".list")) else {
+                continue;
+            };
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                if let Ok(bytes) = fs::read(e.path()) {
+                    lists.0.insert(stem.to_string(), bytes);
+                }
+            }
+        }
+        lists
+    }
+
+    /// [`DpkgDb::load_for`] with file lists read ahead ([`DpkgDb::read_lists`]).
+    pub fn load_with(
+        root: &Path,
+        names: Option<&HashSet<OsString>>,
+        lists: Option<&Lists>,
+    ) -> Result<Option<DpkgDb>> {
         use rayon::prelude::*;
         let meta = fs::metadata(root).with_path("open dpkg root", root)?;
         if !meta.is_dir() {
@@ -183,7 +228,7 @@ impl DpkgDb {
                     sums.push(p);
                 }
                 if let Some(dir) = &info_dir {
-                    files.extend(info_list(&hfs, dir, &pkg, names)?);
+                    files.extend(info_list(&hfs, dir, &pkg, names, lists)?);
                 }
                 for n in [pkg.qualified_name(), pkg.name.clone()] {
                     sums.push(Path::new(INFO).join(format!("{n}.md5sums")));
@@ -426,9 +471,14 @@ fn info_list(
     dir: &Path,
     pkg: &Package,
     names: Option<&HashSet<OsString>>,
+    lists: Option<&Lists>,
 ) -> Result<Vec<PathBuf>> {
     for name in [pkg.qualified_name(), pkg.name.clone()] {
-        if let Some(text) = read_in_dir(fs, dir, &format!("{name}.list"))? {
+        let text = match lists.and_then(|l| l.0.get(&name)) {
+            Some(bytes) => Some(std::borrow::Cow::Borrowed(bytes.as_slice())),
+            None => read_in_dir(fs, dir, &format!("{name}.list"))?.map(std::borrow::Cow::Owned),
+        };
+        if let Some(text) = text {
             return Ok(String::from_utf8_lossy(&text)
                 .lines()
                 .filter(|l| l.starts_with('/') && *l != "/." && wanted(l, names))

@@ -129,6 +129,31 @@ fn cache_hits_are_byte_identical_and_damage_or_changes_are_detected() {
     };
     assert_eq!(layer("a"), layer("b"));
 
+    // The SBOM is kept beside the layer; a hit gives the same bytes, and a
+    // damaged stored copy is not used but made again, the same.
+    let sbom =
+        |dir: &str| fs::read(tmp.path().join(dir).join("sbom-linux-amd64.spdx.json")).unwrap();
+    assert_eq!(sbom("a"), sbom("b"));
+    let stored: Vec<_> = fs::read_dir(&entries(&cache)[0])
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("sbom-")
+        })
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let mut kept = fs::read(&stored[0]).unwrap();
+    assert_eq!(&kept[4..], &sbom("a")[..], "stored after a 4-byte CRC");
+    let n = kept.len();
+    kept[n - 2] ^= 1;
+    fs::write(&stored[0], &kept).unwrap();
+    cached_build(&recipe, &tmp.path().join("a2"), &cache);
+    assert_eq!(sbom("a2"), sbom("a"));
+
     // A damaged entry is detected, not used: the layer is rebuilt, the same.
     let entry = entries(&cache).remove(0);
     let blob = entry.join("blob");
