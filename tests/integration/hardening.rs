@@ -384,3 +384,53 @@ fn unreadable_inputs_are_errors_naming_them() {
         assert!(!out_dir.join("img").exists());
     }
 }
+
+#[test]
+fn a_read_only_output_fails_cleanly_and_keeps_the_previous_image() {
+    assert!(
+        is_root(),
+        "this test mounts a tmpfs and needs root (CI runs as root)"
+    );
+    let tmp = tempdir();
+    let mnt = tmp.path().join("ro");
+    fs::create_dir_all(&mnt).unwrap();
+    ok(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&mnt));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let out = mnt.join("img");
+    let previous = build(&repo().join("recipes/hello.toml"), &out);
+    let before = tree_digest(&out);
+    ok(Command::new("mount").args(["-o", "remount,ro"]).arg(&mnt));
+    let o = run(bareroot()
+        .arg("build")
+        .arg(repo().join("recipes/hello-files.toml"))
+        .arg("--output")
+        .arg(&out));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("read-only file system"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(tree_digest(&out), before, "the previous image is untouched");
+    let index = fs::read_to_string(out.join("index.json")).unwrap();
+    assert!(index.contains(&previous), "{index}");
+}
+
+/// Every file under `dir` with its bytes, as one string (for "unchanged").
+fn tree_digest(dir: &Path) -> String {
+    let mut all = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.unwrap();
+        all.push(e.path().display().to_string());
+        if e.file_type().is_file() {
+            all.push(format!("{:?}", fs::read(e.path()).unwrap()));
+        }
+    }
+    all.join("\n")
+}
