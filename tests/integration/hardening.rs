@@ -434,3 +434,78 @@ fn tree_digest(dir: &Path) -> String {
     }
     all.join("\n")
 }
+
+#[test]
+fn digests_read_from_a_layout_are_checked_before_they_become_paths() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    // A decoy a traversal would reach: a valid manifest outside the layout.
+    let decoy = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
+        "layers": []
+    });
+    fs::write(t.join("decoy"), decoy.to_string()).unwrap();
+    let bad = [
+        "sha256:../../../decoy".to_string(),
+        format!("sha256:{}", "A".repeat(64)),
+        format!("sha256:{}/", "0".repeat(63)),
+        format!("sha512:{}", "0".repeat(128)),
+        "sha256:".to_string(),
+    ];
+    for (i, digest) in bad.iter().enumerate() {
+        let layout = t.join(format!("layout-{i}/deep/er"));
+        fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+        fs::write(
+            layout.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": digest, "size": 10,
+                           "annotations": {"org.opencontainers.image.ref.name": "latest"}}]
+        });
+        fs::write(layout.join("index.json"), index.to_string()).unwrap();
+        for cmd in [
+            vec!["inspect".to_string()],
+            vec!["push".to_string(), "127.0.0.1:9/x:y".to_string()],
+            vec!["run".to_string()],
+        ] {
+            let o = run(bareroot().arg(&cmd[0]).arg(&layout).args(&cmd[1..]));
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{cmd:?} {digest}: {err}");
+            assert!(err.contains("invalid digest"), "{cmd:?} {digest}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+    }
+}
+
+#[test]
+fn an_elf_file_over_the_size_cap_is_refused_unread() {
+    // A sparse file with a real ELF header, 3 GiB long (the cap is 2 GiB):
+    // refused from its size, before any byte of it is mapped or read.
+    let tmp = tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempdir());
+    let big = tmp.path().join("huge.so");
+    let header = fs::read(repo().join("tests/regressions/elf/base.elf")).unwrap();
+    fs::write(&big, &header).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let started = Instant::now();
+    let o = run(bareroot().arg("closure").arg(&big));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("huge.so") && err.contains("larger than"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
