@@ -111,6 +111,12 @@ impl Cache {
                     field(b"h");
                     field(target.as_str().as_bytes());
                 }
+                ItemKind::Special { kind, major, minor } => {
+                    field(b"s");
+                    field(kind.name().as_bytes());
+                    field(&major.to_le_bytes());
+                    field(&minor.to_le_bytes());
+                }
                 ItemKind::Data { bytes } => {
                     field(b"f");
                     field(&Sha256::digest(bytes));

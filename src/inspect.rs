@@ -16,7 +16,8 @@ use crate::oci::{self, Descriptor};
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct FileEntry {
     pub path: String,
-    /// "file", "dir", "symlink", "hardlink" or "other".
+    /// "file", "dir", "symlink", "hardlink", "fifo", "char", "block" or
+    /// "other".
     #[serde(rename = "type")]
     pub kind: String,
     /// Octal, e.g. "0755".
@@ -148,6 +149,9 @@ fn read_layer(layout: &Path, l: &Descriptor) -> Result<(Vec<FileEntry>, String)>
                 tar::EntryType::Directory => "dir",
                 tar::EntryType::Symlink => "symlink",
                 tar::EntryType::Link => "hardlink",
+                tar::EntryType::Fifo => "fifo",
+                tar::EntryType::Char => "char",
+                tar::EntryType::Block => "block",
                 _ => "other",
             };
             let path = e.path().map_err(|e| fail(e.to_string()))?;

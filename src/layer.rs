@@ -24,6 +24,7 @@ use tar::{EntryType, Header};
 use crate::error::{Error, IoResultExt, Result};
 use crate::plan::{ItemKind, Plan};
 use crate::recipe::ImagePath;
+use crate::recipe::SpecialKind;
 
 /// Media type of gzip layers.
 pub const MEDIA_TYPE_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -234,6 +235,14 @@ fn write_entries<'p, W: Write>(
             ItemKind::Data { bytes } => (EntryType::Regular, bytes.len() as u64),
             ItemKind::Symlink { .. } => (EntryType::Symlink, 0),
             ItemKind::HardLink { .. } => (EntryType::Link, 0),
+            ItemKind::Special { kind, .. } => (
+                match kind {
+                    SpecialKind::Fifo => EntryType::Fifo,
+                    SpecialKind::CharDevice => EntryType::Char,
+                    SpecialKind::BlockDevice => EntryType::Block,
+                },
+                0,
+            ),
         };
         let mut name = path.rel().to_string();
         if kind == EntryType::Directory {
@@ -248,8 +257,12 @@ fn write_entries<'p, W: Write>(
         h.set_size(0);
         h.set_username("").map_err(|e| tar_err(path, e))?;
         h.set_groupname("").map_err(|e| tar_err(path, e))?;
-        h.set_device_major(0).map_err(|e| tar_err(path, e))?;
-        h.set_device_minor(0).map_err(|e| tar_err(path, e))?;
+        let (major, minor) = match &item.kind {
+            ItemKind::Special { major, minor, .. } => (*major, *minor),
+            _ => (0, 0),
+        };
+        h.set_device_major(major).map_err(|e| tar_err(path, e))?;
+        h.set_device_minor(minor).map_err(|e| tar_err(path, e))?;
 
         let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
         if h.set_path(&name).is_err() {

@@ -14,6 +14,7 @@ use crate::closure::{Resolver, Root, Side};
 use crate::elf;
 use crate::error::{Error, IoResultExt, Result};
 use crate::platform::Platform;
+use crate::recipe::SpecialKind;
 use crate::recipe::{EntryKind, ImagePath, Recipe, Source, SrcSpec};
 use crate::sysroot::{self, Node};
 use crate::toolchain::Toolchain;
@@ -56,6 +57,13 @@ pub enum ItemKind {
     /// are hard links of each other: the first in path order is the file).
     HardLink {
         target: ImagePath,
+    },
+    /// A FIFO or device node from a `[[tree]]` that declares it
+    /// (`specials`): recorded, never opened.
+    Special {
+        kind: SpecialKind,
+        major: u32,
+        minor: u32,
     },
 }
 
@@ -366,6 +374,19 @@ fn probe(path: &Path) -> Result<Probe> {
     })
 }
 
+/// What a `[[tree]]` leaves out and which special files it keeps.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TreeRules<'a> {
+    /// Glob patterns of paths to leave out.
+    pub exclude: &'a [String],
+    /// The special files the tree may hold.
+    pub specials: &'a [SpecialKind],
+}
+
+/// The mode of a FIFO or device node a tree keeps: readable and writable
+/// by all, as /dev/null is (the input's bits are never used).
+pub const SPECIAL_MODE: u32 = 0o666;
+
 /// Builds one platform's plan from a recipe.
 pub struct Planner<'a> {
     pub recipe: &'a Recipe,
@@ -503,6 +524,7 @@ impl<'a> Planner<'a> {
                     dest,
                     owner,
                     exclude,
+                    specials,
                 } => {
                     let (side, path, host) = self.source_any(src).map_err(fail)?;
                     let start = later.len();
@@ -512,7 +534,7 @@ impl<'a> Planner<'a> {
                         &path,
                         &host,
                         dest,
-                        exclude,
+                        TreeRules { exclude, specials },
                         &mut deps,
                         &mut later,
                     )?;
@@ -774,7 +796,16 @@ impl<'a> Planner<'a> {
         deps: &mut BTreeMap<(PathBuf, Side, PathBuf), String>,
         later: &mut Vec<(ImagePath, Item, String)>,
     ) -> Result<()> {
-        self.tree_excluding(label, side, path, host, dest, &[], deps, later)
+        self.tree_excluding(
+            label,
+            side,
+            path,
+            host,
+            dest,
+            TreeRules::default(),
+            deps,
+            later,
+        )
     }
 
     /// [`Planner::tree`] leaving out what `exclude` matches.
@@ -786,10 +817,11 @@ impl<'a> Planner<'a> {
         path: &Path,
         host: &Path,
         dest: &ImagePath,
-        exclude: &[String],
+        rules: TreeRules,
         deps: &mut BTreeMap<(PathBuf, Side, PathBuf), String>,
         later: &mut Vec<(ImagePath, Item, String)>,
     ) -> Result<()> {
+        let TreeRules { exclude, specials } = rules;
         let fail = |m: String| Error::msg(format!("{label}: {m}"));
         let r = sysroot::resolve(self.resolver.fs(side), path).map_err(|e| {
             fail(format!(
@@ -924,10 +956,49 @@ impl<'a> Planner<'a> {
                     explicit: false,
                 }
             } else {
-                return Err(fail(format!(
-                    "{}: is a device, FIFO or socket, which a tree may not contain",
-                    entry.path().display()
-                )));
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                let kind = if t.is_fifo() {
+                    Some(SpecialKind::Fifo)
+                } else if t.is_char_device() {
+                    Some(SpecialKind::CharDevice)
+                } else if t.is_block_device() {
+                    Some(SpecialKind::BlockDevice)
+                } else {
+                    None
+                };
+                let Some(kind) = kind.filter(|k| specials.contains(k)) else {
+                    return Err(fail(format!(
+                        "{}: is a {}, which a tree holds only when its `specials` names it{}",
+                        entry.path().display(),
+                        kind.map_or("socket", |k| match k {
+                            SpecialKind::Fifo => "FIFO",
+                            SpecialKind::CharDevice => "character device",
+                            SpecialKind::BlockDevice => "block device",
+                        }),
+                        if kind.is_none() {
+                            " (and a socket never: a layer cannot hold one)"
+                        } else {
+                            ""
+                        }
+                    )));
+                };
+                // Recorded from the directory entry: never opened.
+                let rdev = entry
+                    .metadata()
+                    .map_err(|e| fail(format!("stat {}: {e}", entry.path().display())))?
+                    .rdev();
+                Item {
+                    kind: ItemKind::Special {
+                        kind,
+                        major: libc::major(rdev),
+                        minor: libc::minor(rdev),
+                    },
+                    mode: SPECIAL_MODE,
+                    uid: 0,
+                    gid: 0,
+                    why,
+                    explicit: false,
+                }
             };
             later.push((at, item, label.to_string()));
         }

@@ -118,6 +118,10 @@ struct RawCopy {
     /// `SCHILY.xattr.*` records): `security.capability` or `user.*`.
     #[serde(default)]
     xattrs: Vec<String>,
+    /// `[[tree]]` only: the special files it may hold ("fifo", "char",
+    /// "block"), kept as such in the layer.
+    #[serde(default)]
+    specials: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -370,6 +374,35 @@ impl Source {
     }
 }
 
+/// The special files a `[[tree]]` may declare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SpecialKind {
+    Fifo,
+    CharDevice,
+    BlockDevice,
+}
+
+impl SpecialKind {
+    /// Its name in recipes and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpecialKind::Fifo => "fifo",
+            SpecialKind::CharDevice => "char",
+            SpecialKind::BlockDevice => "block",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SpecialKind> {
+        [
+            SpecialKind::Fifo,
+            SpecialKind::CharDevice,
+            SpecialKind::BlockDevice,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
+
 /// One `[[binary]]`, `[[file]]`, `[[tree]]`, `[[dir]]` or `[[symlink]]`.
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -402,6 +435,8 @@ pub enum EntryKind {
         /// Glob patterns: without '/', matched against every file name
         /// (`__pycache__`); with '/', against the path from the tree's root.
         exclude: Vec<String>,
+        /// The special files the tree may hold and the layer keeps.
+        specials: Vec<SpecialKind>,
     },
     Dir {
         dest: ImagePath,
@@ -563,6 +598,9 @@ impl Recipe {
             if !b.exclude.is_empty() {
                 return Err(fail(format!("{label}: exclude is only for [[tree]]")));
             }
+            if !b.specials.is_empty() {
+                return Err(fail(format!("{label}: specials is only for [[tree]]")));
+            }
             let (src, dest) =
                 copy_paths(&b, &platforms, true).map_err(|m| fail(format!("{label}: {m}")))?;
             let mode = parse_mode(b.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
@@ -584,6 +622,9 @@ impl Recipe {
             let label = format!("[[file]] #{} ({})", i + 1, f.src);
             if !f.exclude.is_empty() {
                 return Err(fail(format!("{label}: exclude is only for [[tree]]")));
+            }
+            if !f.specials.is_empty() {
+                return Err(fail(format!("{label}: specials is only for [[tree]]")));
             }
             let (src, dest) =
                 copy_paths(&f, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
@@ -619,6 +660,19 @@ impl Recipe {
                     return Err(fail(format!("{label}: exclude patterns must be non-empty")));
                 }
             }
+            let mut specials = Vec::new();
+            for name in &t.specials {
+                let kind = SpecialKind::from_name(name).ok_or_else(|| {
+                    fail(format!(
+                        "{label}: specials: {name:?} is not one of \"fifo\", \"char\", \"block\" \
+                         (sockets cannot be stored in a layer)"
+                    ))
+                })?;
+                if !specials.contains(&kind) {
+                    specials.push(kind);
+                }
+            }
+            specials.sort();
             entries.push(Entry {
                 label,
                 kind: EntryKind::Tree {
@@ -626,6 +680,7 @@ impl Recipe {
                     dest,
                     owner,
                     exclude: t.exclude,
+                    specials,
                 },
                 xattrs,
             });

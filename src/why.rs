@@ -28,6 +28,7 @@ pub fn explain(
         ItemKind::Symlink { .. } => "symlink",
         ItemKind::HardLink { .. } => "hard link",
         ItemKind::File { .. } | ItemKind::Data { .. } => "file",
+        ItemKind::Special { kind, .. } => kind.name(),
     };
     let mut out = format!("{path} ({kind}) is in the image because:\n");
     let mut found = false;

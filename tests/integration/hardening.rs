@@ -95,6 +95,75 @@ fn a_fifo_in_a_tree_is_refused_without_blocking() {
 }
 
 #[test]
+fn declared_fifos_and_device_nodes_are_kept_and_sockets_never() {
+    assert!(
+        is_root(),
+        "this test makes a device node with mknod and needs root"
+    );
+    let tmp = tempdir();
+    let t = tmp.path().join("t");
+    fs::create_dir_all(&t).unwrap();
+    ok(Command::new("mkfifo").arg(t.join("pipe")));
+    ok(Command::new("mknod")
+        .arg(t.join("null"))
+        .args(["c", "1", "3"]));
+    let sock = t.join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let r = tmp.path().join("r.toml");
+    let recipe = |specials: &str| {
+        format!("name = \"dev\"\n[[tree]]\nsrc = \"t\"\ndest = \"/t\"\nspecials = {specials}\n")
+    };
+    let img = tmp.path().join("img");
+    // Declared or not, a socket cannot be stored; a device not declared is refused.
+    for (specials, needle) in [
+        (r#"["fifo", "char"]"#, "socket"),
+        (r#"["fifo"]"#, "character device"),
+    ] {
+        if needle != "socket" {
+            fs::remove_file(&sock).unwrap();
+        }
+        fs::write(&r, recipe(specials)).unwrap();
+        let o = run(bareroot().arg("build").arg(&r).arg("--output").arg(&img));
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(err.contains(needle) && err.contains("[[tree]] #1"), "{err}");
+        assert!(!img.exists());
+    }
+    // Declared: kept as a FIFO and a character device 1,3, mode 0666,
+    // read from the directory entries only (nothing opens the FIFO).
+    fs::write(&r, recipe(r#"["fifo", "char"]"#)).unwrap();
+    let started = Instant::now();
+    let first = build(&r, &img);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "blocked on the FIFO"
+    );
+    assert_eq!(build(&r, &tmp.path().join("again")), first);
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(bareroot().arg("inspect").arg("--json").arg(&img))).unwrap();
+    let layer = report[0]["images"][0]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listing = ok(Command::new("tar")
+        .arg("-tvzf")
+        .arg(img.join("blobs/sha256").join(&layer[7..])));
+    let line = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} not in:\n{listing}"))
+            .to_string()
+    };
+    assert!(line("t/pipe").starts_with("prw-rw-rw- 0/0"), "{listing}");
+    assert!(line("t/null").starts_with("crw-rw-rw- 0/0"), "{listing}");
+    assert!(line("t/null").contains(" 1,3 "), "{listing}");
+    let f = files(&img);
+    assert_eq!(entry(&f, "/t/pipe")["type"], "fifo");
+    assert_eq!(entry(&f, "/t/null")["type"], "char");
+}
+
+#[test]
 fn a_symlink_loop_is_an_error() {
     let tmp = tempdir();
     let root = tmp.path().join("sysroot");
