@@ -246,6 +246,12 @@ def _(b, at):
     b[at["interp"] + len(b"/lib64/ld-linux-x86-64.so.2")] = ord("x")
 
 
+@case("interp-empty", "error", "PT_INTERP holds only its NUL: an empty interpreter path")
+def _(b, at):
+    q(b, at["ph_0"] + 8, at["interp"] + len(b"/lib64/ld-linux-x86-64.so.2"))
+    q(b, at["ph_0"] + 32, 1)
+
+
 @case("interp-past-eof", "error", "PT_INTERP's size is far beyond the file")
 def _(b, at):
     q(b, at["ph_0"] + 32, 0x10000000)

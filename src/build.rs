@@ -413,9 +413,12 @@ fn build_platform(
         .collect();
     let cache = opts.cache.as_ref().filter(|_| !opts.no_cache);
     let early_key = match cache {
-        Some(_) if crate::digest::all_known(&inputs) => {
-            Some(Cache::key(&plan, epoch, opts.compression)?)
-        }
+        Some(_) if crate::digest::all_known(&inputs) => Some(Cache::key(
+            &plan,
+            epoch,
+            opts.compression,
+            crate::digest::Source::default(),
+        )?),
         _ => None,
     };
     let cached = match (cache, &early_key) {
@@ -425,6 +428,9 @@ fn build_platform(
     trace("key", t0);
     // The layer's cache key, when there is a cache (it also keys the SBOM).
     let mut layer_key = early_key.clone();
+    // The inputs' digests as the layer pass read them: the key and the SBOM
+    // describe those bytes even if a file changes afterwards.
+    let mut read = None;
     let layer = match cached {
         Some((info, blob)) => {
             layout.import_blob(&blob, &info.digest)?;
@@ -437,7 +443,7 @@ fn build_platform(
                 bytes / 1_000_000,
                 opts.compression
             ));
-            let (layer, file) = layer::write_layer(
+            let (layer, file, inputs) = layer::write_layer(
                 &plan,
                 epoch,
                 opts.compression,
@@ -449,11 +455,14 @@ fn build_platform(
             trace("layer written", t0);
             layout.commit_temp(file, &temp, &layer.digest)?;
             trace("layer synced", t0);
+            read = Some(inputs);
             if let Some(c) = &opts.cache {
-                let key = match early_key {
-                    Some(k) => k,
-                    None => Cache::key(&plan, epoch, opts.compression)?,
+                // Made again from what was read (an early key describes
+                // the files as they were before the pass).
+                let source = crate::digest::Source {
+                    read: read.as_ref(),
                 };
+                let key = Cache::key(&plan, epoch, opts.compression, source)?;
                 // A cache that can't be written only costs time next build.
                 let _ = c.put(&key, &layer, &layout.blob_path(&layer.digest)?);
                 layer_key = Some(key);
@@ -531,11 +540,15 @@ fn build_platform(
     // derive from the manifest digest and the epoch.
     // The SBOM is a function of the layer's key (every path, mode and
     // input digest, the package metadata files, bareroot's version), the
-    // manifest digest, name, tag and platform: kept beside the cached layer.
+    // manifest digest, name, tag and platform, and what it reads outside
+    // the plan (sbom::outside_facts): kept beside the cached layer.
     let sbom_name = {
         let id = format!(
-            "{}\0{}\0{platform}\0{}",
-            recipe.name, recipe.tag, desc.digest
+            "{}\0{}\0{platform}\0{}\0{}",
+            recipe.name,
+            recipe.tag,
+            desc.digest,
+            sbom::outside_facts(&plan, &dbs)
         );
         format!("sbom-{}.spdx.json", &layer::digest_of(id.as_bytes())[7..])
     };
@@ -554,6 +567,9 @@ fn build_platform(
                 manifest_digest: &desc.digest,
                 plan: &plan,
                 dbs: &dbs,
+                digests: crate::digest::Source {
+                    read: read.as_ref(),
+                },
             })?;
             if let (Some(c), Some(k)) = (&opts.cache, &layer_key) {
                 let _ = c.put_extra(k, &sbom_name, &bytes);

@@ -7,7 +7,10 @@
 //! owner, link target and — for files — the SHA-256 of the content. That
 //! digest comes from the stat cache of [`crate::digest`] only when the
 //! file's device, inode, size, mtime and ctime are all unchanged, and is
-//! computed from the bytes otherwise, so any change of content is detected. An entry is a directory `layers/<key>/` holding the
+//! computed from the bytes otherwise: a change of content is missed only if
+//! it keeps the size and lands within one tick of the file system's
+//! timestamps (ctime cannot be set back). On a miss the key is made from
+//! the digests of the bytes the layer pass actually read. An entry is a directory `layers/<key>/` holding the
 //! compressed blob and `meta.json`; it is written to a temporary directory
 //! and renamed into place, and on use the blob's size and CRC-32 are
 //! checked against `meta.json` (the SHA-256 was computed as the blob was
@@ -80,8 +83,14 @@ impl Cache {
         &self.root
     }
 
-    /// The key of the layer `plan` makes with these settings.
-    pub fn key(plan: &Plan, epoch: u64, compression: Compression) -> Result<String> {
+    /// The key of the layer `plan` makes with these settings, its inputs'
+    /// digests taken from `digests`.
+    pub fn key(
+        plan: &Plan,
+        epoch: u64,
+        compression: Compression,
+        digests: crate::digest::Source,
+    ) -> Result<String> {
         let mut h = Sha256::new();
         let mut field = |b: &[u8]| {
             h.update((b.len() as u64).to_le_bytes());
@@ -124,7 +133,7 @@ impl Cache {
                 ItemKind::File { src, size } => {
                     field(b"f");
                     field(&size.to_le_bytes());
-                    field(&crate::digest::of(src)?.sha256);
+                    field(&digests.get(src)?.sha256);
                 }
             }
             for (name, value) in plan.xattrs.get(path).into_iter().flatten() {
@@ -193,7 +202,16 @@ impl Cache {
             .map_err(|e| Error::io("create cache entry in", &layers, e))?;
         let b = tmp.path().join("blob");
         if fs::hard_link(blob, &b).is_err() {
+            // A copy (another file system) is checked against the digest
+            // before its CRC vouches for it.
             fs::copy(blob, &b).with_path("copy into the cache", &b)?;
+            if sha256_name(&hash_file(&b)?) != info.digest {
+                return Err(Error::msg(format!(
+                    "copy {} into the cache: the copy does not hash to {}",
+                    blob.display(),
+                    info.digest
+                )));
+            }
         }
         let meta = Meta {
             digest: info.digest.clone(),
@@ -297,4 +315,51 @@ fn crc_file(p: &Path) -> Result<u32> {
 fn filetime_now(p: &Path) -> io::Result<()> {
     let f = fs::OpenOptions::new().write(true).open(p)?;
     f.set_modified(std::time::SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Item;
+    use crate::recipe::ImagePath;
+
+    #[test]
+    fn a_key_made_after_the_layer_pass_describes_the_bytes_read() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("input");
+        fs::write(&src, b"first content").unwrap();
+        // An old mtime, so the rewrite below surely changes the stamp.
+        filetime::set_file_mtime(&src, filetime::FileTime::from_unix_time(946_684_800, 0))
+            .unwrap();
+        let mut plan = Plan::default();
+        let item = Item {
+            kind: ItemKind::File {
+                src: src.clone(),
+                size: 13,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            why: "test".into(),
+            explicit: true,
+        };
+        plan.insert(&ImagePath::new("/f").unwrap(), item).unwrap();
+        let gz = Compression::Gzip { level: 3 };
+        let now = crate::digest::Source::default();
+        let before = Cache::key(&plan, 0, gz, now).unwrap();
+        let read = crate::layer::write_tar(&plan, 0, std::io::sink()).unwrap();
+        // The file changes (same size) after it was read into the layer.
+        fs::write(&src, b"other content").unwrap();
+        let described = Cache::key(&plan, 0, gz, crate::digest::Source { read: Some(&read) });
+        assert_eq!(
+            described.unwrap(),
+            before,
+            "the key of the bytes in the layer"
+        );
+        assert_ne!(
+            Cache::key(&plan, 0, gz, now).unwrap(),
+            before,
+            "the file now"
+        );
+    }
 }

@@ -90,6 +90,24 @@ pub fn of(path: &Path) -> Result<Arc<Digests>> {
     Ok(Arc::new(d))
 }
 
+/// Where a step takes input digests from: the layer pass's record of what
+/// it read ([`crate::layer::Inputs`]), else the files as they are now.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Source<'a> {
+    pub read: Option<&'a crate::layer::Inputs>,
+}
+
+impl Source<'_> {
+    /// The digests of `path`: as the layer pass read it when it did, else
+    /// [`of`] (the file now).
+    pub fn get(&self, path: &Path) -> Result<Arc<Digests>> {
+        match self.read.and_then(|r| r.get(path)) {
+            Some(d) => Ok(d.clone()),
+            None => of(path),
+        }
+    }
+}
+
 /// Did every one of `paths` have known digests (so a cache key can be made
 /// without reading any file)?
 pub fn all_known(paths: &[PathBuf]) -> bool {

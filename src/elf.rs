@@ -256,30 +256,35 @@ fn light_parse(bytes: &[u8]) -> goblin::error::Result<Elf<'_>> {
     let ctx = Ctx::new(container, scroll::Endian::from(elf.little_endian));
     elf.program_headers =
         ProgramHeader::parse(bytes, header.e_phoff as usize, header.e_phnum as usize, ctx)?;
-    for ph in &elf.program_headers {
-        if ph.p_type == PT_INTERP {
-            // As the kernel reads it: p_filesz bytes ending in a NUL; the
-            // path is the C string they start with.
-            let raw = usize::try_from(ph.p_offset)
-                .ok()
-                .zip(usize::try_from(ph.p_filesz).ok())
-                .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?))
-                .ok_or_else(|| {
-                    goblin::error::Error::Malformed(format!(
-                        "PT_INTERP (offset {}, {} bytes) lies outside the file",
-                        ph.p_offset, ph.p_filesz
-                    ))
-                })?;
-            if raw.last() != Some(&0) {
-                return Err(goblin::error::Error::Malformed(
-                    "PT_INTERP is not NUL-terminated".into(),
-                ));
-            }
-            let path = raw.split(|&c| c == 0).next().unwrap_or_default();
-            elf.interpreter = Some(std::str::from_utf8(path).map_err(|_| {
+    // The first PT_INTERP is the one the kernel uses.
+    if let Some(ph) = elf.program_headers.iter().find(|ph| ph.p_type == PT_INTERP) {
+        // As the kernel reads it: p_filesz bytes ending in a NUL; the
+        // path is the C string they start with.
+        let raw = usize::try_from(ph.p_offset)
+            .ok()
+            .zip(usize::try_from(ph.p_filesz).ok())
+            .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?))
+            .ok_or_else(|| {
+                goblin::error::Error::Malformed(format!(
+                    "PT_INTERP (offset {}, {} bytes) lies outside the file",
+                    ph.p_offset, ph.p_filesz
+                ))
+            })?;
+        if raw.last() != Some(&0) {
+            return Err(goblin::error::Error::Malformed(
+                "PT_INTERP is not NUL-terminated".into(),
+            ));
+        }
+        let path = raw.split(|&c| c == 0).next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(goblin::error::Error::Malformed(
+                "PT_INTERP names the empty path".into(),
+            ));
+        }
+        elf.interpreter =
+            Some(std::str::from_utf8(path).map_err(|_| {
                 goblin::error::Error::Malformed("PT_INTERP is not valid UTF-8".into())
             })?);
-        }
     }
     // Section headers are optional (sstrip removes them); without them
     // there are no version sections or note sections to read.
@@ -390,11 +395,26 @@ pub fn section_data<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
 }
 
 /// Does the file have a section header table? (With extended numbering
-/// e_shnum is 0 and the table is still there.)
+/// e_shnum is 0 and section 0's sh_size holds the count.)
 pub fn has_section_headers(bytes: &[u8]) -> bool {
-    Elf::parse_header(bytes)
-        .map(|h| h.e_shoff > 0)
-        .unwrap_or(false)
+    use goblin::elf::section_header::SectionHeader;
+    let Ok(h) = Elf::parse_header(bytes) else {
+        return false;
+    };
+    if h.e_shoff == 0 {
+        return false;
+    }
+    if h.e_shnum > 0 {
+        return true;
+    }
+    let (Ok(container), Ok(endian)) = (h.container(), h.endianness()) else {
+        return false;
+    };
+    let ctx = goblin::container::Ctx::new(container, endian);
+    catch_unwind(AssertUnwindSafe(|| {
+        SectionHeader::parse(bytes, h.e_shoff as usize, 0, ctx).is_ok_and(|s| s.len() > 1)
+    }))
+    .unwrap_or(false)
 }
 
 /// The index of the section-name string table: e_shstrndx, or section 0's

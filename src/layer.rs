@@ -107,7 +107,7 @@ pub fn write_layer(
     progress: &crate::progress::Progress,
     out: File,
     out_path: &Path,
-) -> Result<(LayerInfo, File)> {
+) -> Result<(LayerInfo, File, Inputs)> {
     let out = std::io::BufWriter::with_capacity(1 << 20, out);
     let done = |w: std::io::BufWriter<File>| {
         w.into_inner()
@@ -115,21 +115,21 @@ pub fn write_layer(
     };
     if compression == Compression::None {
         // tar → sha256 (diff_id, which is also the digest) → file.
-        let (diff_id, size, buffered) = hashed_tar(plan, epoch, progress, out)?;
+        let (diff_id, size, buffered, inputs) = hashed_tar(plan, epoch, progress, out)?;
         let info = LayerInfo {
             digest: diff_id.clone(),
             diff_id,
             size,
             media_type: compression.media_type(),
         };
-        return Ok((info, done(buffered)?));
+        return Ok((info, done(buffered)?, inputs));
     }
     // tar → sha256 (diff_id) → compress → sha256 (digest) → file.
     let compressed = HashWriter::new(out);
     let compressor = Compressor::new(compression, jobs, compressed)
         .with_path("start compressing layer", out_path)?;
     let buffered = std::io::BufWriter::with_capacity(256 << 10, compressor);
-    let (diff_id, _, buffered) = hashed_tar(plan, epoch, progress, buffered)?;
+    let (diff_id, _, buffered, inputs) = hashed_tar(plan, epoch, progress, buffered)?;
     let compressor = buffered
         .into_inner()
         .map_err(|e| Error::io("compress layer", out_path, e.into_error()))?;
@@ -141,18 +141,19 @@ pub fn write_layer(
         size,
         media_type: compression.media_type(),
     };
-    Ok((info, done(buffered)?))
+    Ok((info, done(buffered)?, inputs))
 }
 
-/// The tar stream of `plan` into `out`: ("sha256:…" of it, its size, `out`).
+/// The tar stream of `plan` into `out`: ("sha256:…" of it, its size,
+/// `out`, the inputs as read).
 fn hashed_tar<W: Write>(
     plan: &Plan,
     epoch: u64,
     progress: &crate::progress::Progress,
     out: W,
-) -> Result<(String, u64, W)> {
+) -> Result<(String, u64, W, Inputs)> {
     let mut tar = HashWriter::new(out);
-    write_tar(
+    let inputs = write_tar(
         plan,
         epoch,
         crate::progress::Counted {
@@ -160,7 +161,8 @@ fn hashed_tar<W: Write>(
             progress: progress.clone(),
         },
     )?;
-    Ok(tar.finish())
+    let (digest, size, out) = tar.finish();
+    Ok((digest, size, out, inputs))
 }
 
 /// How much of a file is read at once.
@@ -186,14 +188,28 @@ fn hash_files<D: Digest>(rx: Receiver<Chunk>) -> Vec<Vec<u8>> {
     out
 }
 
-/// Write the plan as a tar stream (with its two zero end blocks).
+/// The content digests of a layer's input files as the layer pass read
+/// them: what the cache key and the SBOM must describe, whatever the files
+/// hold by the time those are made.
+pub type Inputs = std::collections::BTreeMap<std::path::PathBuf, Arc<crate::digest::Digests>>;
+
+/// How the layer pass met one input file.
+enum ReadAs {
+    /// Its digests were known for the stamp it had.
+    Known(Arc<crate::digest::Digests>),
+    /// It went to the hashers; the stamp it had while read.
+    Hashed(crate::digest::Stamp),
+}
+
+/// Write the plan as a tar stream (with its two zero end blocks), and
+/// return the digests of every input file as read.
 ///
 /// Each input file is read once: the same chunks go into the stream and,
 /// on two helper threads, into the file's SHA-1 and SHA-256, which are
-/// remembered ([`crate::digest::remember`]) for the SBOM and the layer
-/// cache key. A file whose size, mtime or ctime changes while it is read
-/// (or that shrinks or grows) fails the build.
-pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, mut out: W) -> Result<()> {
+/// also remembered ([`crate::digest::remember`]) for later builds. A file
+/// whose size, mtime or ctime changes while it is read (or that shrinks or
+/// grows) fails the build.
+pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, mut out: W) -> Result<Inputs> {
     if epoch > MAX_EPOCH {
         return Err(Error::msg(format!(
             "write layer: epoch {epoch} is past what a tar header holds ({MAX_EPOCH})"
@@ -204,28 +220,46 @@ pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, mut out: W) -> Result<()> {
         let (tx256, rx256) = sync_channel::<Chunk>(8);
         let sha1 = scope.spawn(move || hash_files::<sha1::Sha1>(rx1));
         let sha256 = scope.spawn(move || hash_files::<Sha256>(rx256));
-        let mut hashed = Vec::new();
-        let written = write_entries(plan, epoch, &mut out, &[tx1, tx256], &mut hashed);
+        let mut read = Vec::new();
+        let written = write_entries(plan, epoch, &mut out, &[tx1, tx256], &mut read);
         let sha1 = sha1.join().unwrap_or_default();
         let sha256 = sha256.join().unwrap_or_default();
         written?;
-        for ((src, stamp), (s1, s256)) in hashed.into_iter().zip(sha1.iter().zip(&sha256)) {
-            if let (Ok(sha1), Ok(sha256)) = (s1[..].try_into(), s256[..].try_into()) {
-                crate::digest::remember(src, stamp, crate::digest::Digests { sha1, sha256 });
-            }
+        let mut hashed = sha1.iter().zip(&sha256);
+        let mut inputs = Inputs::new();
+        for (src, how) in read {
+            let digests = match how {
+                ReadAs::Known(d) => d,
+                ReadAs::Hashed(stamp) => {
+                    let (s1, s256) = hashed.next().ok_or_else(|| {
+                        Error::msg(format!("hash {}: a hasher stopped early", src.display()))
+                    })?;
+                    let (Ok(sha1), Ok(sha256)) = (s1[..].try_into(), s256[..].try_into()) else {
+                        return Err(Error::msg(format!(
+                            "hash {}: bad digest length",
+                            src.display()
+                        )));
+                    };
+                    let d = crate::digest::Digests { sha1, sha256 };
+                    crate::digest::remember(src, stamp, d.clone());
+                    Arc::new(d)
+                }
+            };
+            inputs.insert(src.to_path_buf(), digests);
         }
-        Ok(())
+        Ok(inputs)
     })
 }
 
-/// The tar entries of `plan` (see [`write_tar`]); `hashed` gets each file
-/// sent to the hashers, in order. Dropping `hashers` ends their threads.
+/// The tar entries of `plan` (see [`write_tar`]); `read` gets each input
+/// file in order, with how it was read. Dropping `hashers` ends their
+/// threads.
 fn write_entries<'p, W: Write>(
     plan: &'p Plan,
     epoch: u64,
     out: &mut W,
     hashers: &[SyncSender<Chunk>],
-    hashed: &mut Vec<(&'p Path, crate::digest::Stamp)>,
+    read: &mut Vec<(&'p Path, ReadAs)>,
 ) -> Result<()> {
     let mut pool: VecDeque<Arc<Vec<u8>>> = VecDeque::new();
     for (path, item) in &plan.entries {
@@ -304,10 +338,8 @@ fn write_entries<'p, W: Write>(
         out.write_all(h.as_bytes()).map_err(|e| tar_err(path, e))?;
         match &item.kind {
             ItemKind::File { src, size } => {
-                let stamp = copy_file(src, *size, out, hashers, &mut pool)?;
-                if let Some(stamp) = stamp {
-                    hashed.push((src.as_path(), stamp));
-                }
+                let how = copy_file(src, *size, out, hashers, &mut pool)?;
+                read.push((src.as_path(), how));
             }
             ItemKind::Data { bytes } => out.write_all(bytes).map_err(|e| tar_err(path, e))?,
             _ => {}
@@ -320,14 +352,14 @@ fn write_entries<'p, W: Write>(
 }
 
 /// Copy exactly `size` bytes of `src` into `out`, and into the hashers
-/// when its digests are not known yet (then its stamp is returned).
+/// when its digests are not known yet.
 fn copy_file<W: Write>(
     src: &Path,
     size: u64,
     out: &mut W,
     hashers: &[SyncSender<Chunk>],
     pool: &mut VecDeque<Arc<Vec<u8>>>,
-) -> Result<Option<crate::digest::Stamp>> {
+) -> Result<ReadAs> {
     use crate::digest::Stamp;
     let changed = |what: &str| {
         Error::msg(format!(
@@ -343,7 +375,8 @@ fn copy_file<W: Write>(
             before.len()
         )));
     }
-    let hash = crate::digest::known(src, &before).is_none();
+    let known = crate::digest::known(src, &before);
+    let hash = known.is_none();
     let mut left = size;
     while left > 0 {
         // A free buffer from the pool (the hashers are done with it), or a
@@ -380,13 +413,13 @@ fn copy_file<W: Write>(
     if Stamp::of(&before) != Stamp::of(&after) {
         return Err(changed("changed"));
     }
-    if !hash {
-        return Ok(None);
+    if let Some(d) = known {
+        return Ok(ReadAs::Known(d));
     }
     for tx in hashers {
         let _ = tx.send(Chunk::End);
     }
-    Ok(Some(Stamp::of(&before)))
+    Ok(ReadAs::Hashed(Stamp::of(&before)))
 }
 
 /// Zeros up to the next 512-byte block after `size` bytes of data.

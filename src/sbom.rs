@@ -149,6 +149,29 @@ pub fn copyright_files(plan: &Plan, dbs: &[DpkgDb]) -> BTreeMap<String, PathBuf>
         .collect()
 }
 
+/// What [`spdx`] reads that the plan does not hold, as one digest: each
+/// database's root and distribution, and the licenses of the packages
+/// that own image files (read from their copyright files).
+pub fn outside_facts(plan: &Plan, dbs: &[DpkgDb]) -> String {
+    let mut text = String::new();
+    for db in dbs {
+        let distro = db
+            .distro()
+            .map(|d| format!("{}/{:?}", d.id, d.version_id))
+            .unwrap_or_default();
+        text.push_str(&format!("db {} {distro}\n", db.root().display()));
+    }
+    for o in owners(plan, dbs).values() {
+        let (license, names) = o.db.licenses(o.pkg);
+        text.push_str(&format!(
+            "pkg {} {:?} {names:?}\n",
+            o.pkg.qualified_name(),
+            license
+        ));
+    }
+    crate::layer::digest_of(text.as_bytes())
+}
+
 /// Everything [`spdx`] describes.
 #[derive(Clone, Copy, Debug)]
 pub struct SbomInput<'a> {
@@ -162,6 +185,8 @@ pub struct SbomInput<'a> {
     pub manifest_digest: &'a str,
     pub plan: &'a Plan,
     pub dbs: &'a [DpkgDb],
+    /// Where the files' digests come from (as the layer pass read them).
+    pub digests: crate::digest::Source<'a>,
 }
 
 /// One regular file of the image.
@@ -216,7 +241,7 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
     let facts: Vec<(String, String, Option<BuildInfo>)> = regular
         .par_iter()
         .map(|(_, kind)| match kind {
-            ItemKind::File { src, .. } => file_facts(src),
+            ItemKind::File { src, .. } => file_facts(src, input.digests),
             ItemKind::Data { bytes } => {
                 let go = gobuildinfo::parse(bytes);
                 Ok((hex(&Sha1::digest(bytes)), hex(&Sha256::digest(bytes)), go))
@@ -469,7 +494,10 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
 
 /// A file's SHA-1 and SHA-256, and its Go build information when it is an
 /// ELF Go program. Only ELF files are read whole.
-fn file_facts(src: &Path) -> Result<(String, String, Option<BuildInfo>)> {
+fn file_facts(
+    src: &Path,
+    digests: crate::digest::Source,
+) -> Result<(String, String, Option<BuildInfo>)> {
     let mut head = [0u8; 4];
     let is_elf = {
         let mut f = fs::File::open(src).with_path("open", src)?;
@@ -483,7 +511,7 @@ fn file_facts(src: &Path) -> Result<(String, String, Option<BuildInfo>)> {
         }
         crate::elf::is_elf(&head[..n])
     };
-    let d = crate::digest::of(src)?;
+    let d = digests.get(src)?;
     let go = if is_elf {
         // Mapped, not read: only the pages the lookup touches are loaded.
         let f = fs::File::open(src).with_path("open", src)?;
@@ -824,6 +852,7 @@ mod tests {
             manifest_digest: digest,
             plan,
             dbs,
+            digests: Default::default(),
         })
     }
 

@@ -275,6 +275,7 @@ fn spdx_sbom_validates_and_names_packages_and_modules() {
         manifest_digest: DIGEST,
         plan: &plan,
         dbs: &dbs,
+        digests: Default::default(),
     };
     let bytes = sbom::spdx(&input).unwrap();
     assert_eq!(
