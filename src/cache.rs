@@ -329,8 +329,7 @@ mod tests {
         let src = t.path().join("input");
         fs::write(&src, b"first content").unwrap();
         // An old mtime, so the rewrite below surely changes the stamp.
-        filetime::set_file_mtime(&src, filetime::FileTime::from_unix_time(946_684_800, 0))
-            .unwrap();
+        filetime::set_file_mtime(&src, filetime::FileTime::from_unix_time(946_684_800, 0)).unwrap();
         let mut plan = Plan::default();
         let item = Item {
             kind: ItemKind::File {
