@@ -240,9 +240,7 @@ impl Cache {
     pub fn get_extra(&self, key: &str, name: &str) -> Option<Vec<u8>> {
         let stored = fs::read(self.root.join("layers").join(key).join(name)).ok()?;
         let (crc, bytes) = stored.split_at_checked(4)?;
-        let mut h = crc32fast::Hasher::new();
-        h.update(bytes);
-        (crc == h.finalize().to_le_bytes()).then(|| bytes.to_vec())
+        (crc == crc32fast::hash(bytes).to_le_bytes()).then(|| bytes.to_vec())
     }
 
     /// Keep `bytes` (derived from the layer, e.g. its SBOM) beside the
@@ -263,9 +261,7 @@ impl Cache {
         }
         let mut tmp = tempfile::NamedTempFile::new_in(&dir)
             .map_err(|e| Error::io("create a file in", &dir, e))?;
-        let mut h = crc32fast::Hasher::new();
-        h.update(bytes);
-        tmp.write_all(&h.finalize().to_le_bytes())
+        tmp.write_all(&crc32fast::hash(bytes).to_le_bytes())
             .and_then(|_| tmp.write_all(bytes))
             .map_err(|e| Error::io("write", tmp.path(), e))?;
         tmp.persist(dir.join(name))

@@ -77,6 +77,10 @@ pub struct Distro {
     pub version_id: Option<String>,
 }
 
+/// A package's licenses: an SPDX expression ("GPL-2.0-or-later AND MIT")
+/// and the names Debian's copyright file uses, sorted.
+pub type Licenses = (Option<String>, Vec<String>);
+
 /// The `info/*.list` files of a root, read ahead: file stem
 /// ("libc6:amd64") → bytes.
 #[derive(Debug, Default)]
@@ -103,21 +107,15 @@ pub struct DpkgDb {
     dirs: Mutex<HashMap<PathBuf, Option<PathBuf>>>,
     /// Host file → (owning package index, path as dpkg lists it), as found.
     owners: Mutex<HashMap<PathBuf, Option<(usize, PathBuf)>>>,
+    /// Package name → licenses read from its copyright file, as read.
+    licenses: Mutex<HashMap<String, Licenses>>,
 }
 
 impl DpkgDb {
     /// Read the dpkg database of `root`. None when the root has neither a
     /// status file nor a status.d directory (a tree unpacked with `dpkg -x`).
     pub fn load(root: &Path) -> Result<Option<DpkgDb>> {
-        DpkgDb::load_for(root, None)
-    }
-
-    /// [`DpkgDb::load`], indexing only the listed files whose file name is
-    /// in `names` (when given): [`DpkgDb::owner`] then finds nothing for
-    /// other files. A full system lists over a hundred thousand paths; an
-    /// image needs a few thousand.
-    pub fn load_for(root: &Path, names: Option<&HashSet<OsString>>) -> Result<Option<DpkgDb>> {
-        DpkgDb::load_with(root, names, None)
+        DpkgDb::load_with(root, None, None)
     }
 
     /// Read every `info/*.list` file of `root` now: a full system has
@@ -151,7 +149,11 @@ impl DpkgDb {
         lists
     }
 
-    /// [`DpkgDb::load_for`] with file lists read ahead ([`DpkgDb::read_lists`]).
+    /// [`DpkgDb::load`], indexing only the listed files whose file name is
+    /// in `names` (when given): [`DpkgDb::owner`] then finds nothing for
+    /// other files. A full system lists over a hundred thousand paths; an
+    /// image needs a few thousand. `lists` are the file lists read ahead
+    /// ([`DpkgDb::read_lists`]), if any.
     pub fn load_with(
         root: &Path,
         names: Option<&HashSet<OsString>>,
@@ -272,6 +274,7 @@ impl DpkgDb {
             listed: by_path,
             distro,
             dirs: Mutex::new(HashMap::new()),
+            licenses: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -369,12 +372,19 @@ impl DpkgDb {
     }
 
     /// A package's licenses (SPDX expression, Debian names): as loaded, or
-    /// read from its copyright file now.
-    pub fn licenses(&self, pkg: &Package) -> (Option<String>, Vec<String>) {
+    /// read from its copyright file (once).
+    pub fn licenses(&self, pkg: &Package) -> Licenses {
         if pkg.license.is_some() || !pkg.licenses.is_empty() {
             return (pkg.license.clone(), pkg.licenses.clone());
         }
-        copyright_licenses(&self.fs, &pkg.name).unwrap_or((None, Vec::new()))
+        self.licenses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(pkg.name.clone())
+            .or_insert_with(|| {
+                copyright_licenses(&self.fs, &pkg.name).unwrap_or((None, Vec::new()))
+            })
+            .clone()
     }
 
     /// The host path of a package's `/usr/share/doc/<name>/copyright` in

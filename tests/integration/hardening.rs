@@ -217,17 +217,7 @@ fn a_full_disk_fails_cleanly() {
     );
     let tmp = tempdir();
     let mnt = tmp.path().join("small");
-    fs::create_dir_all(&mnt).unwrap();
-    ok(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
-        .arg(&mnt));
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let _mounted = Tmpfs::mount(&mnt, "size=512k");
     let o = run(bareroot()
         .arg("build")
         .arg(repo().join("recipes/shell.toml"))
@@ -248,6 +238,26 @@ fn a_full_disk_fails_cleanly() {
         left.is_empty(),
         "nothing may be left on the full disk: {left:?}"
     );
+}
+
+/// A tmpfs mounted (with these options) on a new directory until dropped.
+/// Needs root.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, options: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        ok(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
 
 fn is_root() -> bool {
@@ -462,17 +472,7 @@ fn a_read_only_output_fails_cleanly_and_keeps_the_previous_image() {
     );
     let tmp = tempdir();
     let mnt = tmp.path().join("ro");
-    fs::create_dir_all(&mnt).unwrap();
-    ok(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(&mnt));
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let _mounted = Tmpfs::mount(&mnt, "size=16m");
     let out = mnt.join("img");
     let previous = build(&repo().join("recipes/hello.toml"), &out);
     let before = tree_digest(&out);
