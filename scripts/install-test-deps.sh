@@ -22,6 +22,11 @@ needs=(
   arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf
   riscv64-linux-gnu-gcc:gcc-riscv64-linux-gnu
   i686-linux-gnu-gcc:gcc-i686-linux-gnu
+  # The cross compilers' C libraries (only recommended by the compilers).
+  /usr/aarch64-linux-gnu/include/stdio.h:libc6-dev-arm64-cross
+  /usr/arm-linux-gnueabihf/include/stdio.h:libc6-dev-armhf-cross
+  /usr/riscv64-linux-gnu/include/stdio.h:libc6-dev-riscv64-cross
+  /usr/i686-linux-gnu/include/stdio.h:libc6-dev-i386-cross
   qemu-aarch64-static:qemu-user-static
   docker-registry:docker-registry
   readelf:binutils
@@ -42,6 +47,7 @@ for pair in "${needs[@]}"; do
     uidmap) dpkg -s uidmap >/dev/null 2>&1 || missing+=("$pkg") ;;
     busybox) [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && \
                ! ldd /bin/busybox >/dev/null 2>&1 || missing+=("$pkg") ;;
+    *.h) [ -f "$cmd" ] || missing+=("$pkg") ;;
     /*) [ -x "$cmd" ] || missing+=("$pkg") ;;
     *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac
