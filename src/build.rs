@@ -238,16 +238,19 @@ pub fn plan_with_packages(
         // multiarch packages of this architecture.
         None => vec![PathBuf::from("/")],
     };
-    // The dpkg file lists are read on another thread while the closures
-    // are resolved.
-    let (planned, lists) = std::thread::scope(|scope| {
+    // The dpkg status and file lists are read and indexed on another
+    // thread while the closures are resolved.
+    let (planned, ahead) = std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
-            roots
+            let ahead = roots
                 .iter()
-                .map(|r| DpkgDb::read_lists(r))
-                .collect::<Vec<_>>()
+                .map(|r| DpkgDb::read_ahead(r))
+                .collect::<Vec<_>>();
+            trace("dpkg read ahead", t0);
+            ahead
         });
         let planned = with_planner(recipe, platform, opts, toolchains, |p| p.plan());
+        trace("closures resolved", t0);
         (planned, reader.join().unwrap_or_default())
     });
     let mut plan = planned?;
@@ -266,7 +269,7 @@ pub fn plan_with_packages(
     trace("names", t0);
     let mut dbs = Vec::new();
     for (i, r) in roots.iter().enumerate() {
-        if let Some(db) = DpkgDb::load_with(r, Some(&names), lists.get(i))? {
+        if let Some(db) = DpkgDb::load_with(r, Some(&names), ahead.get(i))? {
             dbs.push(db);
         }
     }
@@ -412,14 +415,15 @@ fn build_platform(
         })
         .collect();
     let cache = opts.cache.as_ref().filter(|_| !opts.no_cache);
-    let early_key = match cache {
-        Some(_) if crate::digest::all_known(&inputs) => Some(Cache::key(
+    let known = cache.and_then(|_| crate::digest::all_known(&inputs));
+    let early_key = match &known {
+        Some(known) => Some(Cache::key(
             &plan,
             epoch,
             opts.compression,
-            crate::digest::Source::default(),
+            crate::digest::Source { read: Some(known) },
         )?),
-        _ => None,
+        None => None,
     };
     let cached = match (cache, &early_key) {
         (Some(c), Some(k)) => c.get(k),

@@ -108,14 +108,16 @@ impl Source<'_> {
     }
 }
 
-/// Did every one of `paths` have known digests (so a cache key can be made
-/// without reading any file)?
-pub fn all_known(paths: &[PathBuf]) -> bool {
-    paths.iter().all(|p| {
-        std::fs::metadata(p)
-            .ok()
-            .is_some_and(|m| known(p, &m).is_some())
-    })
+/// The digests of every one of `paths` when all are known (so a cache key
+/// can be made without reading any file); the files are stat'ed in
+/// parallel.
+pub fn all_known(paths: &[PathBuf]) -> Option<crate::layer::Inputs> {
+    use rayon::prelude::*;
+    let found: Option<Vec<Arc<Digests>>> = paths
+        .par_iter()
+        .map(|p| std::fs::metadata(p).ok().and_then(|m| known(p, &m)))
+        .collect();
+    Some(paths.iter().cloned().zip(found?).collect())
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -17,6 +17,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use rustc_hash::FxHashMap;
+
 use crate::error::{Error, IoResultExt, Result};
 use crate::sysroot::{self, Fs, HostFs, Node};
 
@@ -81,10 +83,73 @@ pub struct Distro {
 /// and the names Debian's copyright file uses, sorted.
 pub type Licenses = (Option<String>, Vec<String>);
 
-/// The `info/*.list` files of a root, read ahead: file stem
-/// ("libc6:amd64") → bytes.
+/// What [`DpkgDb::read_ahead`] read of a root before the image's file names
+/// were known: the `info/*.list` files with an index of every listed path
+/// by file name, and the status file's packages.
 #[derive(Debug, Default)]
-pub struct Lists(HashMap<String, Vec<u8>>);
+pub struct ReadAhead {
+    /// List file stem ("libc6:amd64") → its index in `texts`; None for a
+    /// list that could not be read here.
+    stems: HashMap<String, Option<u32>>,
+    /// Whether every list of the directory is in `stems` (so a stem that
+    /// is not has no list).
+    complete: bool,
+    /// The lists' bytes.
+    texts: Vec<Vec<u8>>,
+    /// Every listed path as (hash of its file name, list, start, end of
+    /// the line), in list order: the paths with given file names are
+    /// found without scanning the lists' bytes again.
+    index: Vec<(u64, u32, u32, u32)>,
+    /// The status file's packages, when it was read and parsed here.
+    status: Option<Vec<Package>>,
+}
+
+/// Each line of a `.list` file that is a listed path ("/." excepted), as
+/// (start, end) offsets without the line break.
+fn list_lines(text: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
+    ends.filter_map(move |end| {
+        let line = (
+            start,
+            end - usize::from(end > start && text[end - 1] == b'\r'),
+        );
+        start = end + 1;
+        let bytes = text.get(line.0..line.1)?;
+        (bytes.first() == Some(&b'/') && bytes != b"/.").then_some(line)
+    })
+}
+
+/// The file name of a listed path (after its last `/`).
+fn base_name(path: &[u8]) -> &[u8] {
+    memchr::memrchr(b'/', path).map_or(path, |i| &path[i + 1..])
+}
+
+fn name_hash(name: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(name)
+}
+
+impl ReadAhead {
+    /// Which lines of which lists name a file called one of `names`:
+    /// list → (start, end) of each such line, in list order.
+    fn select(&self, names: &HashSet<OsString>) -> HashMap<u32, Vec<(u32, u32)>> {
+        use std::os::unix::ffi::OsStrExt;
+        let hashes: rustc_hash::FxHashSet<u64> =
+            names.iter().map(|n| name_hash(n.as_bytes())).collect();
+        let mut out: HashMap<u32, Vec<(u32, u32)>> = HashMap::new();
+        for &(h, list, start, end) in &self.index {
+            if !hashes.contains(&h) {
+                continue;
+            }
+            let line = &self.texts[list as usize][start as usize..end as usize];
+            if names.contains(std::ffi::OsStr::from_bytes(base_name(line))) {
+                out.entry(list).or_default().push((start, end));
+            }
+        }
+        out
+    }
+}
 
 /// The dpkg database of one root.
 #[derive(Debug)]
@@ -99,9 +164,9 @@ pub struct DpkgDb {
     /// Per package: where its md5sums may be (in the root), in order.
     md5sums: Vec<Vec<PathBuf>>,
     /// File name → (package index, path as dpkg lists it).
-    files: HashMap<OsString, Vec<(usize, PathBuf)>>,
+    files: FxHashMap<OsString, Vec<(usize, PathBuf)>>,
     /// Path as dpkg lists it → package index (the first, in package order).
-    listed: HashMap<PathBuf, usize>,
+    listed: FxHashMap<OsString, usize>,
     distro: Option<Distro>,
     /// Listed directory → its real path inside the root (None: not a directory).
     dirs: Mutex<HashMap<PathBuf, Option<PathBuf>>>,
@@ -118,46 +183,71 @@ impl DpkgDb {
         DpkgDb::load_with(root, None, None)
     }
 
-    /// Read every `info/*.list` file of `root` now: a full system has
-    /// hundreds, and the build reads them on another thread while it
-    /// resolves closures. Best effort: a list not read here is read by
+    /// Read every `info/*.list` file of `root` now, index the listed paths
+    /// by file name, and parse the status file: a full system has hundreds
+    /// of lists, and the build reads them on another thread while it
+    /// resolves closures. Best effort: what is not read here is read by
     /// [`DpkgDb::load_with`], which reports any error.
-    pub fn read_lists(root: &Path) -> Lists {
-        let mut lists = Lists::default();
+    pub fn read_ahead(root: &Path) -> ReadAhead {
+        let mut ahead = ReadAhead::default();
         let Ok(canon) = fs::canonicalize(root) else {
-            return lists;
+            return ahead;
         };
         let hfs = HostFs::new(canon);
+        if let Ok(Some(text)) = read_in_root(&hfs, Path::new(STATUS)) {
+            let text = String::from_utf8_lossy(&text);
+            ahead.status = Some(packages_in(&text));
+        }
         let Ok(r) = sysroot::resolve(&hfs, Path::new(INFO)) else {
-            return lists;
+            return ahead;
         };
         let dir = hfs.host_path(&r.real);
         let Ok(entries) = fs::read_dir(&dir) else {
-            return lists;
+            return ahead;
         };
-        for e in entries.flatten() {
+        ahead.complete = true;
+        for e in entries {
+            let Ok(e) = e else {
+                ahead.complete = false;
+                break;
+            };
             let name = e.file_name();
             let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".list")) else {
                 continue;
             };
-            if e.file_type().is_ok_and(|t| t.is_file()) {
-                if let Ok(bytes) = fs::read(e.path()) {
-                    lists.0.insert(stem.to_string(), bytes);
+            // Anything but a regular file read whole (offsets are u32) is
+            // left to load_with.
+            let read = e
+                .file_type()
+                .is_ok_and(|t| t.is_file())
+                .then(|| fs::read(e.path()).ok())
+                .flatten()
+                .filter(|b| u32::try_from(b.len()).is_ok());
+            let list = match (read, u32::try_from(ahead.texts.len())) {
+                (Some(bytes), Ok(list)) => {
+                    for (start, end) in list_lines(&bytes) {
+                        let h = name_hash(base_name(&bytes[start..end]));
+                        ahead.index.push((h, list, start as u32, end as u32));
+                    }
+                    ahead.texts.push(bytes);
+                    Some(list)
                 }
-            }
+                _ => None,
+            };
+            ahead.stems.insert(stem.to_string(), list);
         }
-        lists
+        ahead
     }
 
     /// [`DpkgDb::load`], indexing only the listed files whose file name is
     /// in `names` (when given): [`DpkgDb::owner`] then finds nothing for
     /// other files. A full system lists over a hundred thousand paths; an
-    /// image needs a few thousand. `lists` are the file lists read ahead
-    /// ([`DpkgDb::read_lists`]), if any.
+    /// image needs a few thousand. `ahead` is what was read ahead
+    /// ([`DpkgDb::read_ahead`]) of the same root, if anything.
     pub fn load_with(
         root: &Path,
         names: Option<&HashSet<OsString>>,
-        lists: Option<&Lists>,
+        ahead: Option<&ReadAhead>,
     ) -> Result<Option<DpkgDb>> {
         use rayon::prelude::*;
         let meta = fs::metadata(root).with_path("open dpkg root", root)?;
@@ -172,7 +262,10 @@ impl DpkgDb {
         let root_canon = fs::canonicalize(root).with_path("resolve dpkg root", root)?;
         let hfs = HostFs::new(root_canon.clone());
 
-        let status = read_in_root(&hfs, Path::new(STATUS))?;
+        let status = match ahead.and_then(|a| a.status.as_ref()) {
+            Some(packages) => Some(Status::Parsed(packages)),
+            None => read_in_root(&hfs, Path::new(STATUS))?.map(Status::Text),
+        };
         let status_d = match sysroot::resolve(&hfs, Path::new(STATUS_D)) {
             Ok(r) if r.node == Node::Dir => Some(r.real),
             Ok(_) => None,
@@ -185,15 +278,21 @@ impl DpkgDb {
 
         // (package, its status.d md5sums file if any) before reading lists.
         let mut stanzas: Vec<(Package, Option<PathBuf>)> = Vec::new();
-        if let Some(text) = status {
-            // A status file has a stanza per package (hundreds of KB):
-            // split cheaply, then parse the stanzas in parallel, in order.
-            let text = String::from_utf8_lossy(&text);
-            let parsed: Vec<Option<Package>> = stanza_texts(&text)
-                .par_iter()
-                .flat_map_iter(|t| parse_stanzas(t).into_iter().map(|st| package(&st)))
-                .collect();
-            stanzas.extend(parsed.into_iter().flatten().map(|pkg| (pkg, None)));
+        match status {
+            Some(Status::Parsed(packages)) => {
+                stanzas.extend(packages.iter().map(|pkg| (pkg.clone(), None)));
+            }
+            Some(Status::Text(text)) => {
+                // A status file has a stanza per package (hundreds of KB):
+                // split cheaply, then parse the stanzas in parallel, in order.
+                let text = String::from_utf8_lossy(&text);
+                let parsed: Vec<Package> = stanza_texts(&text)
+                    .par_iter()
+                    .flat_map_iter(|t| packages_in(t))
+                    .collect();
+                stanzas.extend(parsed.into_iter().map(|pkg| (pkg, None)));
+            }
+            None => {}
         }
         if let Some(dir) = status_d {
             let mut entries = hfs.read_dir(&dir).with_path("read", hfs.host_path(&dir))?;
@@ -207,10 +306,8 @@ impl DpkgDb {
                     continue;
                 };
                 let text = String::from_utf8_lossy(&text);
-                for stanza in parse_stanzas(&text) {
-                    if let Some(pkg) = package(&stanza) {
-                        stanzas.push((pkg, Some(dir.join(format!("{name}.md5sums")))));
-                    }
+                for pkg in packages_in(&text) {
+                    stanzas.push((pkg, Some(dir.join(format!("{name}.md5sums")))));
                 }
             }
         }
@@ -220,6 +317,15 @@ impl DpkgDb {
             Ok(r) if r.node == Node::Dir => Some(r.real),
             _ => None,
         };
+        // The read-ahead lines naming wanted files, by list.
+        let selected = match (ahead, names) {
+            (Some(a), Some(n)) => Some(a.select(n)),
+            _ => None,
+        };
+        let lists = ahead.map(|a| Lists {
+            ahead: a,
+            selected: selected.as_ref(),
+        });
         let mut found: Vec<(Package, Vec<PathBuf>, Vec<PathBuf>)> = stanzas
             .into_par_iter()
             .map(|(pkg, status_d_sums)| {
@@ -230,7 +336,7 @@ impl DpkgDb {
                     sums.push(p);
                 }
                 if let Some(dir) = &info_dir {
-                    files.extend(info_list(&hfs, dir, &pkg, names, lists)?);
+                    files.extend(info_list(&hfs, dir, &pkg, names, lists.as_ref())?);
                 }
                 for n in [pkg.qualified_name(), pkg.name.clone()] {
                     sums.push(Path::new(INFO).join(format!("{n}.md5sums")));
@@ -246,13 +352,13 @@ impl DpkgDb {
 
         let mut packages = Vec::with_capacity(found.len());
         let mut md5sums = Vec::with_capacity(found.len());
-        let mut files: HashMap<OsString, Vec<(usize, PathBuf)>> = HashMap::new();
-        let mut by_path: HashMap<PathBuf, usize> = HashMap::new();
+        let mut files: FxHashMap<OsString, Vec<(usize, PathBuf)>> = FxHashMap::default();
+        let mut by_path: FxHashMap<OsString, usize> = FxHashMap::default();
         for (i, (pkg, listed, sums)) in found.into_iter().enumerate() {
             packages.push(pkg);
             md5sums.push(sums);
             for path in listed {
-                by_path.entry(path.clone()).or_insert(i);
+                by_path.entry(path.clone().into_os_string()).or_insert(i);
                 if let Some(name) = path.file_name() {
                     files
                         .entry(name.to_os_string())
@@ -354,7 +460,7 @@ impl DpkgDb {
         let dir = real.parent()?;
         // Fast path: a listed path that is already the real one (no
         // symlink to resolve), e.g. one of the many __init__.py files.
-        if let Some(i) = self.listed.get(&real) {
+        if let Some(i) = self.listed.get(real.as_os_str()) {
             return Some((*i, real));
         }
         let candidates = self.files.get(name)?;
@@ -474,6 +580,56 @@ fn wanted(path: &str, names: Option<&HashSet<OsString>>) -> bool {
     names.contains(std::ffi::OsStr::new(base))
 }
 
+/// The status file's packages: parsed ahead, or its text to parse.
+enum Status<'a> {
+    Parsed(&'a [Package]),
+    Text(Vec<u8>),
+}
+
+/// The read-ahead lists with the lines [`ReadAhead::select`] found for the
+/// wanted names (None: every line is wanted).
+#[derive(Clone, Copy)]
+struct Lists<'a> {
+    ahead: &'a ReadAhead,
+    selected: Option<&'a HashMap<u32, Vec<(u32, u32)>>>,
+}
+
+impl Lists<'_> {
+    /// The wanted paths of the list with this stem, or whether the root
+    /// surely has no such list.
+    fn paths(&self, stem: &str) -> Listed {
+        use std::os::unix::ffi::OsStrExt;
+        let list = match self.ahead.stems.get(stem) {
+            Some(Some(list)) => *list,
+            Some(None) => return Listed::Unknown,
+            None if self.ahead.complete => return Listed::Absent,
+            None => return Listed::Unknown,
+        };
+        let text = &self.ahead.texts[list as usize];
+        let path = |(start, end): (usize, usize)| {
+            PathBuf::from(std::ffi::OsStr::from_bytes(&text[start..end]))
+        };
+        Listed::Paths(match self.selected {
+            Some(sel) => sel.get(&list).map_or_else(Vec::new, |lines| {
+                lines
+                    .iter()
+                    .map(|&(s, e)| path((s as usize, e as usize)))
+                    .collect()
+            }),
+            None => list_lines(text).map(path).collect(),
+        })
+    }
+}
+
+/// A package's list as read ahead.
+enum Listed {
+    Paths(Vec<PathBuf>),
+    /// The root has no list of that name.
+    Absent,
+    /// Not read ahead: read it now.
+    Unknown,
+}
+
 /// The files dpkg lists for a package in info/ (`dir`, real), if it has a
 /// list (only those `names` wants).
 fn info_list(
@@ -483,16 +639,20 @@ fn info_list(
     names: Option<&HashSet<OsString>>,
     lists: Option<&Lists>,
 ) -> Result<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
     for name in [pkg.qualified_name(), pkg.name.clone()] {
-        let text = match lists.and_then(|l| l.0.get(&name)) {
-            Some(bytes) => Some(std::borrow::Cow::Borrowed(bytes.as_slice())),
-            None => read_in_dir(fs, dir, &format!("{name}.list"))?.map(std::borrow::Cow::Owned),
-        };
-        if let Some(text) = text {
-            return Ok(String::from_utf8_lossy(&text)
-                .lines()
-                .filter(|l| l.starts_with('/') && *l != "/." && wanted(l, names))
-                .map(PathBuf::from)
+        match lists.map_or(Listed::Unknown, |l| l.paths(&name)) {
+            Listed::Paths(paths) => return Ok(paths),
+            Listed::Absent => continue,
+            Listed::Unknown => {}
+        }
+        if let Some(text) = read_in_dir(fs, dir, &format!("{name}.list"))? {
+            return Ok(list_lines(&text)
+                .map(|(s, e)| &text[s..e])
+                .filter(|l| {
+                    names.is_none_or(|n| n.contains(std::ffi::OsStr::from_bytes(base_name(l))))
+                })
+                .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)))
                 .collect());
         }
     }
@@ -614,46 +774,105 @@ fn stanza_texts(text: &str) -> Vec<&str> {
     out
 }
 
-/// The package a status stanza describes, when its files are on disk.
-fn package(stanza: &[Field]) -> Option<Package> {
-    let get = |name: &str| {
-        stanza
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| f.value.as_str())
-    };
-    // "want flag status": only installed-ish states have files. status.d
-    // stanzas have no Status field and are installed.
-    if let Some(status) = get("Status") {
-        let state = status.split_whitespace().nth(2).unwrap_or("");
-        if matches!(state, "not-installed" | "config-files" | "") {
-            return None;
+/// The packages of deb822 status text whose files are on disk: what
+/// [`parse_stanzas`] reads, scanned in one pass without a string per
+/// field (a full system's status file has thousands of stanzas).
+fn packages_in(text: &str) -> Vec<Package> {
+    let mut out = Vec::new();
+    let mut stanza = StanzaScan::default();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            out.extend(std::mem::take(&mut stanza).package());
+        } else {
+            stanza.line(line);
         }
     }
-    let name = get("Package").filter(|n| !n.is_empty())?;
-    let version = get("Version").filter(|v| !v.is_empty())?;
-    let source = get("Source")
-        .and_then(|s| s.split_whitespace().next())
-        .filter(|s| *s != name)
-        .map(str::to_string);
-    let stanza_text: String = stanza
-        .iter()
-        .filter(|f| {
-            !INSTALL_FIELDS
+    out.extend(stanza.package());
+    out
+}
+
+/// The fields of a stanza a [`Package`] needs, as [`packages_in`] scans it.
+#[derive(Default)]
+struct StanzaScan {
+    /// Whether the stanza has a field yet.
+    any: bool,
+    /// Status, Package, Version, Architecture and Source (the first of
+    /// each name, continuation lines joined with "\n").
+    values: [Option<String>; 5],
+    /// Which of `values` the field being read is; None for another field
+    /// or a second one of the same name.
+    current: Option<usize>,
+    /// Whether the field being read describes the installation (left
+    /// out of the stanza text).
+    install: bool,
+    /// The stanza without its installation fields, line by line.
+    text: String,
+}
+
+impl StanzaScan {
+    const NAMES: [&'static str; 5] = ["Status", "Package", "Version", "Architecture", "Source"];
+
+    fn line(&mut self, line: &str) {
+        if line.starts_with('#') {
+            return;
+        }
+        if line.starts_with([' ', '\t']) {
+            if !self.any {
+                return;
+            }
+            if let Some(v) = self.current.and_then(|i| self.values[i].as_mut()) {
+                v.push('\n');
+                v.push_str(line);
+            }
+        } else {
+            let Some((name, value)) = line.split_once(':') else {
+                return;
+            };
+            let name = name.trim();
+            self.any = true;
+            self.install = INSTALL_FIELDS.iter().any(|x| name.eq_ignore_ascii_case(x));
+            self.current = Self::NAMES
                 .iter()
-                .any(|x| f.name.eq_ignore_ascii_case(x))
+                .position(|x| name.eq_ignore_ascii_case(x))
+                .filter(|&i| self.values[i].is_none());
+            if let Some(i) = self.current {
+                self.values[i] = Some(value.trim().to_string());
+            }
+        }
+        if !self.install {
+            self.text.push_str(line);
+            self.text.push('\n');
+        }
+    }
+
+    /// The package, when the stanza names one whose files are on disk.
+    fn package(self) -> Option<Package> {
+        let [status, name, version, architecture, source] = self.values;
+        // "want flag status": only installed-ish states have files.
+        // status.d stanzas have no Status field and are installed.
+        if let Some(status) = status {
+            let state = status.split_whitespace().nth(2).unwrap_or("");
+            if matches!(state, "not-installed" | "config-files" | "") {
+                return None;
+            }
+        }
+        let name = name.filter(|n| !n.is_empty())?;
+        let version = version.filter(|v| !v.is_empty())?;
+        let source = source
+            .as_deref()
+            .and_then(|s| s.split_whitespace().next())
+            .filter(|s| *s != name)
+            .map(str::to_string);
+        Some(Package {
+            name,
+            version,
+            architecture: architecture.unwrap_or_default(),
+            source,
+            stanza: self.text,
+            license: None,
+            licenses: Vec::new(),
         })
-        .map(|f| f.raw.as_str())
-        .collect();
-    Some(Package {
-        name: name.to_string(),
-        version: version.to_string(),
-        architecture: get("Architecture").unwrap_or("").to_string(),
-        source,
-        stanza: stanza_text,
-        license: None,
-        licenses: Vec::new(),
-    })
+    }
 }
 
 /// The root's os-release (`/etc/os-release`, else `/usr/lib/os-release`).
@@ -1126,6 +1345,110 @@ Description: a tool
             .to_string();
         assert!(err.starts_with("open dpkg root "), "{err}");
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn scans_stanzas_as_the_field_parser_reads_them() {
+        let text = "\
+ stray continuation
+# a comment
+Package: one
+package: second-name-ignored
+ its continuation, ignored too
+no colon here
+Status: install ok
+ installed
+Architecture: arm64
+Version: 1
+Source: src-one (0.9)
+Conffiles:
+ /etc/one.conf abc
+Description: one
+ more
+
+Package: two
+Status: purge ok not-installed
+Version: 2
+
+Package: three
+Version: 3
+Source: three
+";
+        let pkgs = packages_in(text);
+        assert_eq!(pkgs.len(), 2, "{pkgs:?}");
+        let one = &pkgs[0];
+        assert_eq!(
+            (
+                one.name.as_str(),
+                one.version.as_str(),
+                one.architecture.as_str()
+            ),
+            ("one", "1", "arm64")
+        );
+        assert_eq!(one.source.as_deref(), Some("src-one"));
+        assert_eq!(
+            one.stanza,
+            "Package: one\npackage: second-name-ignored\n its continuation, ignored too\n\
+             Architecture: arm64\nVersion: 1\nSource: src-one (0.9)\nDescription: one\n more\n"
+        );
+        assert_eq!(one.field("description").as_deref(), Some("one\n more"));
+        // A stanza's own name as Source is no source; no Architecture is "".
+        assert_eq!(
+            (pkgs[1].name.as_str(), pkgs[1].source.as_ref()),
+            ("three", None)
+        );
+        assert_eq!(pkgs[1].architecture, "");
+        assert_eq!(
+            pkgs[1].stanza,
+            "Package: three\nVersion: 3\nSource: three\n"
+        );
+    }
+
+    /// What was read ahead gives the database a direct read gives: the
+    /// fixture's, and the host's own when it has one.
+    #[test]
+    fn a_read_ahead_database_is_the_same() {
+        let t = debian_root();
+        let mut roots = vec![(
+            t.path().to_path_buf(),
+            vec![
+                "usr/lib/x86_64-linux-gnu/libfoo.so.1.2",
+                "usr/bin/tool",
+                "usr/bin/stray",
+            ],
+        )];
+        if Path::new(STATUS).is_file() {
+            roots.push((
+                PathBuf::from("/"),
+                vec!["usr/bin/bash", "usr/bin/ls", "etc/os-release"],
+            ));
+        }
+        for (root, files) in roots {
+            let names: HashSet<OsString> = files
+                .iter()
+                .map(|f| Path::new(f).file_name().unwrap().to_os_string())
+                .chain([OsString::from("copyright")])
+                .collect();
+            let ahead = DpkgDb::read_ahead(&root);
+            assert!(ahead.status.is_some() && !ahead.index.is_empty());
+            let fast = DpkgDb::load_with(&root, Some(&names), Some(&ahead))
+                .unwrap()
+                .unwrap();
+            let slow = DpkgDb::load_with(&root, Some(&names), None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(fast.packages(), slow.packages());
+            assert!(!fast.packages().is_empty());
+            let mut owned = 0;
+            for f in files {
+                let host = root.join(f);
+                let a = fast.owner_entry(&host).map(|(p, l)| (p.clone(), l));
+                let b = slow.owner_entry(&host).map(|(p, l)| (p.clone(), l));
+                assert_eq!(a, b, "{}", host.display());
+                owned += usize::from(a.is_some());
+            }
+            assert!(owned >= 2, "{}", root.display());
+        }
     }
 
     #[test]
