@@ -3,7 +3,7 @@
 //! inside it. Behind the [`Fs`] trait so the resolver's tests can use an
 //! in-memory tree ([`MemFs`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
@@ -55,14 +55,35 @@ impl std::ops::Deref for FileBytes {
 }
 
 /// A directory of the host used as a sysroot ("/" for the host itself).
+///
+/// Directories and symlinks, once seen, are remembered for the life of the
+/// value (and its clones): one build looks up the same few directories
+/// thousands of times (every candidate path of every library search runs
+/// through `/usr`, `/usr/lib`, …). Regular files and failed lookups are
+/// always asked of the filesystem again.
 #[derive(Clone, Debug)]
 pub struct HostFs {
     root: PathBuf,
+    seen: std::sync::Arc<std::sync::Mutex<HashMap<PathBuf, Seen>>>,
+}
+
+/// A directory, or a symlink with its target once read.
+#[derive(Clone, Debug)]
+enum Seen {
+    Dir,
+    Symlink(Option<PathBuf>),
 }
 
 impl HostFs {
     pub fn new(root: impl Into<PathBuf>) -> HostFs {
-        HostFs { root: root.into() }
+        HostFs {
+            root: root.into(),
+            seen: Default::default(),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Seen>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn root(&self) -> &Path {
@@ -72,9 +93,14 @@ impl HostFs {
 
 impl Fs for HostFs {
     fn lstat(&self, path: &Path) -> io::Result<Node> {
+        match self.seen().get(path) {
+            Some(Seen::Dir) => return Ok(Node::Dir),
+            Some(Seen::Symlink(_)) => return Ok(Node::Symlink),
+            None => {}
+        }
         let m = fs::symlink_metadata(self.host_path(path))?;
         let t = m.file_type();
-        Ok(if t.is_symlink() {
+        let node = if t.is_symlink() {
             Node::Symlink
         } else if t.is_dir() {
             Node::Dir
@@ -82,11 +108,24 @@ impl Fs for HostFs {
             Node::File { size: m.len() }
         } else {
             Node::Other
-        })
+        };
+        let seen = match node {
+            Node::Dir => Seen::Dir,
+            Node::Symlink => Seen::Symlink(None),
+            _ => return Ok(node),
+        };
+        self.seen().insert(path.to_path_buf(), seen);
+        Ok(node)
     }
 
     fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
-        fs::read_link(self.host_path(path))
+        if let Some(Seen::Symlink(Some(target))) = self.seen().get(path) {
+            return Ok(target.clone());
+        }
+        let target = fs::read_link(self.host_path(path))?;
+        self.seen()
+            .insert(path.to_path_buf(), Seen::Symlink(Some(target.clone())));
+        Ok(target)
     }
 
     fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
