@@ -435,6 +435,7 @@ fn build_platform(
     // The inputs' digests as the layer pass read them: the key and the SBOM
     // describe those bytes even if a file changes afterwards.
     let mut read = None;
+    let mut sbom_facts = None;
     let layer = match cached {
         Some((info, blob)) => {
             layout.import_blob(&blob, &info.digest)?;
@@ -447,15 +448,25 @@ fn build_platform(
                 bytes / 1_000_000,
                 opts.compression
             ));
-            let (layer, file, inputs) = layer::write_layer(
-                &plan,
-                epoch,
-                opts.compression,
-                opts.jobs(),
-                &opts.progress,
-                file,
-                &temp,
-            )?;
+            // What the SBOM needs besides the digests is gathered meanwhile.
+            let (written, prepared) = std::thread::scope(|scope| {
+                let prepare = scope.spawn(|| sbom::prepare(&plan, &dbs));
+                let written = layer::write_layer(
+                    &plan,
+                    epoch,
+                    opts.compression,
+                    opts.jobs(),
+                    &opts.progress,
+                    file,
+                    &temp,
+                );
+                let prepared = prepare
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (written, prepared)
+            });
+            let (layer, file, inputs) = written?;
+            sbom_facts = Some(prepared?);
             trace("layer written", t0);
             layout.commit_temp(file, &temp, &layer.digest)?;
             trace("layer synced", t0);
@@ -552,7 +563,10 @@ fn build_platform(
             recipe.name,
             recipe.tag,
             desc.digest,
-            sbom::outside_facts(&plan, &dbs)
+            match &sbom_facts {
+                Some(p) => p.outside.clone(),
+                None => sbom::outside_facts(&plan, &dbs),
+            }
         );
         format!("sbom-{}.spdx.json", &layer::digest_of(id.as_bytes())[7..])
     };
@@ -574,6 +588,7 @@ fn build_platform(
                 digests: crate::digest::Source {
                     read: read.as_ref(),
                 },
+                prepared: sbom_facts.as_ref(),
             })?;
             if let (Some(c), Some(k)) = (&opts.cache, &layer_key) {
                 let _ = c.put_extra(k, &sbom_name, &bytes);

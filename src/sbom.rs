@@ -9,7 +9,7 @@
 //!   Go modules recorded in Go programs. Deterministic: the same plan, epoch
 //!   and digest give the same bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -172,6 +172,44 @@ pub fn outside_facts(plan: &Plan, dbs: &[DpkgDb]) -> String {
     crate::layer::digest_of(text.as_bytes())
 }
 
+/// What [`spdx`] learns from the input files and the package database
+/// besides the digests: the packages' licenses ([`outside_facts`]) and each
+/// ELF input's Go build information. Independent of the layer, so a build
+/// gathers it while the layer is written.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// [`outside_facts`] of the plan.
+    pub outside: String,
+    /// Input file (host path) → its Go build information, for the ELF
+    /// files that have one.
+    go: HashMap<PathBuf, BuildInfo>,
+}
+
+/// Gather [`Prepared`] for `plan`: the copyright files of its packages
+/// are read, and the head of every input file (whole, mapped, when ELF).
+pub fn prepare(plan: &Plan, dbs: &[DpkgDb]) -> Result<Prepared> {
+    use rayon::prelude::*;
+    let outside = outside_facts(plan, dbs);
+    let inputs: Vec<&Path> = plan
+        .entries
+        .values()
+        .filter_map(|item| match &item.kind {
+            ItemKind::File { src, .. } => Some(src.as_path()),
+            _ => None,
+        })
+        .collect();
+    let found: Vec<Option<BuildInfo>> = inputs
+        .par_iter()
+        .map(|src| go_facts(src))
+        .collect::<Result<_>>()?;
+    let go = inputs
+        .into_iter()
+        .zip(found)
+        .filter_map(|(src, go)| Some((src.to_path_buf(), go?)))
+        .collect();
+    Ok(Prepared { outside, go })
+}
+
 /// Everything [`spdx`] describes.
 #[derive(Clone, Copy, Debug)]
 pub struct SbomInput<'a> {
@@ -187,6 +225,8 @@ pub struct SbomInput<'a> {
     pub dbs: &'a [DpkgDb],
     /// Where the files' digests come from (as the layer pass read them).
     pub digests: crate::digest::Source<'a>,
+    /// The facts [`prepare`] gathered for this plan; None: gather them now.
+    pub prepared: Option<&'a Prepared>,
 }
 
 /// One regular file of the image.
@@ -241,7 +281,14 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
     let facts: Vec<(String, String, Option<BuildInfo>)> = regular
         .par_iter()
         .map(|(_, kind)| match kind {
-            ItemKind::File { src, .. } => file_facts(src, input.digests),
+            ItemKind::File { src, .. } => {
+                let go = match input.prepared {
+                    Some(p) => p.go.get(src).cloned(),
+                    None => go_facts(src)?,
+                };
+                let d = input.digests.get(src)?;
+                Ok((hex(&d.sha1), hex(&d.sha256), go))
+            }
             ItemKind::Data { bytes } => {
                 let go = gobuildinfo::parse(bytes);
                 Ok((hex(&Sha1::digest(bytes)), hex(&Sha256::digest(bytes)), go))
@@ -469,10 +516,11 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
             "created": rfc3339(input.epoch),
             "creators": [format!("Tool: bareroot-{}", env!("CARGO_PKG_VERSION"))],
         },
-        "packages": packages,
-        "files": files_json,
-        "relationships": relationships_json,
     });
+    // Moved in: json! would serialize (copy) them.
+    doc["packages"] = Value::Array(packages);
+    doc["files"] = Value::Array(files_json);
+    doc["relationships"] = Value::Array(relationships_json);
     if !license_refs.is_empty() {
         doc["hasExtractedLicensingInfos"] = license_refs
             .into_iter()
@@ -492,12 +540,9 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&doc).expect("a JSON value always serializes"))
 }
 
-/// A file's SHA-1 and SHA-256, and its Go build information when it is an
-/// ELF Go program. Only ELF files are read whole.
-fn file_facts(
-    src: &Path,
-    digests: crate::digest::Source,
-) -> Result<(String, String, Option<BuildInfo>)> {
+/// A file's Go build information when it is an ELF Go program. Only ELF
+/// files are read whole.
+fn go_facts(src: &Path) -> Result<Option<BuildInfo>> {
     let mut head = [0u8; 4];
     let is_elf = {
         let mut f = fs::File::open(src).with_path("open", src)?;
@@ -511,17 +556,14 @@ fn file_facts(
         }
         crate::elf::is_elf(&head[..n])
     };
-    let d = digests.get(src)?;
-    let go = if is_elf {
-        // Mapped, not read: only the pages the lookup touches are loaded.
-        let f = fs::File::open(src).with_path("open", src)?;
-        // SAFETY: a read-only private map of an input file.
-        let map = unsafe { memmap2::Mmap::map(&f) }.with_path("map", src)?;
-        gobuildinfo::parse(&map)
-    } else {
-        None
-    };
-    Ok((hex(&d.sha1), hex(&d.sha256), go))
+    if !is_elf {
+        return Ok(None);
+    }
+    // Mapped, not read: only the pages the lookup touches are loaded.
+    let f = fs::File::open(src).with_path("open", src)?;
+    // SAFETY: a read-only private map of an input file.
+    let map = unsafe { memmap2::Mmap::map(&f) }.with_path("map", src)?;
+    Ok(gobuildinfo::parse(&map))
 }
 
 use crate::digest::hex;
@@ -853,6 +895,7 @@ mod tests {
             plan,
             dbs,
             digests: Default::default(),
+            prepared: None,
         })
     }
 

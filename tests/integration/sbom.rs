@@ -276,12 +276,26 @@ fn spdx_sbom_validates_and_names_packages_and_modules() {
         plan: &plan,
         dbs: &dbs,
         digests: Default::default(),
+        prepared: None,
     };
     let bytes = sbom::spdx(&input).unwrap();
     assert_eq!(
         bytes,
         sbom::spdx(&input).unwrap(),
         "same inputs, same bytes"
+    );
+    // A build gathers the licenses and Go facts while the layer is
+    // written: the document is the same.
+    let prepared = sbom::prepare(&plan, &dbs).unwrap();
+    assert_eq!(prepared.outside, sbom::outside_facts(&plan, &dbs));
+    let with_prepared = SbomInput {
+        prepared: Some(&prepared),
+        ..input
+    };
+    assert_eq!(
+        bytes,
+        sbom::spdx(&with_prepared).unwrap(),
+        "facts gathered ahead, same bytes"
     );
 
     let dir = support::tempdir();
