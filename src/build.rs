@@ -406,14 +406,7 @@ fn build_platform(
     // would otherwise read every input once more before the layer pass,
     // which computes the digests as it reads. An entry missed that way is
     // rebuilt to the same bytes and stored again.
-    let inputs: Vec<PathBuf> = plan
-        .entries
-        .values()
-        .filter_map(|i| match &i.kind {
-            ItemKind::File { src, .. } => Some(src.clone()),
-            _ => None,
-        })
-        .collect();
+    let inputs: Vec<PathBuf> = plan.input_files().map(Path::to_path_buf).collect();
     let cache = opts.cache.as_ref().filter(|_| !opts.no_cache);
     let known = cache.and_then(|_| crate::digest::all_known(&inputs));
     let early_key = match &known {

@@ -236,6 +236,15 @@ impl Plan {
         Ok(plan)
     }
 
+    /// The host files the image's regular files are read from, in image
+    /// order.
+    pub fn input_files(&self) -> impl Iterator<Item = &Path> {
+        self.entries.values().filter_map(|e| match &e.kind {
+            ItemKind::File { src, .. } => Some(src.as_path()),
+            _ => None,
+        })
+    }
+
     /// Number of regular files and their total size.
     pub fn file_stats(&self) -> (usize, u64) {
         self.entries

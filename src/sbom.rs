@@ -190,14 +190,7 @@ pub struct Prepared {
 pub fn prepare(plan: &Plan, dbs: &[DpkgDb]) -> Result<Prepared> {
     use rayon::prelude::*;
     let outside = outside_facts(plan, dbs);
-    let inputs: Vec<&Path> = plan
-        .entries
-        .values()
-        .filter_map(|item| match &item.kind {
-            ItemKind::File { src, .. } => Some(src.as_path()),
-            _ => None,
-        })
-        .collect();
+    let inputs: Vec<&Path> = plan.input_files().collect();
     let found: Vec<Option<BuildInfo>> = inputs
         .par_iter()
         .map(|src| go_facts(src))
