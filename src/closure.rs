@@ -17,12 +17,12 @@
 //! real file) is not searched again. `$ORIGIN` is the directory of the path an
 //! object was opened by (the real path for the executable).
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::elf::{self, DlopenPriority, ElfClass, ElfInfo, MAX_ELF_SIZE};
+use crate::memo::Memo;
 use crate::sysroot::{self, Fs, Node};
 
 /// Which tree a path lives in: the platform's sysroot, or the host outside it
@@ -130,8 +130,20 @@ pub struct Resolver<'a> {
     host: &'a dyn Fs,
     config: LoaderConfig,
     conf_dirs: Vec<PathBuf>,
-    cache: Mutex<BTreeMap<(Side, PathBuf), Parsed>>,
+    cache: Memo<(Side, PathBuf), Parsed>,
+    /// What `cache` parsed, by host path.
+    by_host: Memo<PathBuf, Arc<ElfInfo>>,
+    /// Every path tried as a library, and what the loader would find
+    /// there: the same few hundred names are searched for through the
+    /// same directories by every object of a build.
+    tried: Memo<Tried, Found>,
 }
+
+/// A library the loader would open: its real path and ELF facts.
+type Found = Option<(PathBuf, Arc<ElfInfo>)>;
+
+/// A [`Resolver::candidate`] lookup.
+type Tried = (Side, PathBuf, Option<(ElfClass, u16)>);
 
 struct Loaded {
     side: Side,
@@ -163,7 +175,9 @@ impl<'a> Resolver<'a> {
             host,
             config,
             conf_dirs,
-            cache: Mutex::new(BTreeMap::new()),
+            cache: Memo::default(),
+            by_host: Memo::default(),
+            tried: Memo::default(),
         }
     }
 
@@ -181,24 +195,26 @@ impl<'a> Resolver<'a> {
 
     /// Parse (once) the ELF file at the real path `real`.
     pub fn parse(&self, side: Side, real: &Path) -> Parsed {
-        let key = (side, real.to_path_buf());
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return hit.clone();
-        }
-        let parsed = match self.fs(side).read_mapped(real, MAX_ELF_SIZE) {
-            Ok(bytes) => elf::parse(&bytes).map(Arc::new),
-            Err(e) => Err(io_cause(&e)),
-        };
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, parsed.clone());
-        parsed
+        self.cache.get_or(&(side, real.to_path_buf()), || {
+            let parsed = match self.fs(side).read_mapped(real, MAX_ELF_SIZE) {
+                Ok(bytes) => elf::parse(&bytes).map(Arc::new),
+                Err(e) => Err(io_cause(&e)),
+            };
+            if let Ok(info) = &parsed {
+                self.by_host
+                    .insert(self.fs(side).host_path(real), info.clone());
+            }
+            parsed
+        })
+    }
+
+    /// The ELF facts of the file at a host path (a plan's source): as
+    /// [`Resolver::parse`] found them under either tree, else parsed now
+    /// (once). None when it is not an ELF file this parser reads.
+    pub fn parse_host_file(&self, host: &Path) -> Option<Arc<ElfInfo>> {
+        self.by_host
+            .get(host)
+            .or_else(|| self.parse(Side::Host, host).ok())
     }
 
     /// The closure of `root`. `Err` only when the root itself can't be read
@@ -512,12 +528,13 @@ impl<'a> Resolver<'a> {
 
     /// Open `path` as the loader would: a regular file, ELF, and (when `want`
     /// is given) of the requesting object's class and machine.
-    fn candidate(
-        &self,
-        side: Side,
-        path: &Path,
-        want: Option<(ElfClass, u16)>,
-    ) -> Option<(PathBuf, Arc<ElfInfo>)> {
+    fn candidate(&self, side: Side, path: &Path, want: Option<(ElfClass, u16)>) -> Found {
+        self.tried.get_or(&(side, path.to_path_buf(), want), || {
+            self.try_candidate(side, path, want)
+        })
+    }
+
+    fn try_candidate(&self, side: Side, path: &Path, want: Option<(ElfClass, u16)>) -> Found {
         let r = sysroot::resolve(self.fs(side), path).ok()?;
         if !matches!(r.node, Node::File { .. }) {
             return None;

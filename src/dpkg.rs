@@ -15,11 +15,11 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, IoResultExt, Result};
+use crate::memo::Memo;
 use crate::sysroot::{self, Fs, HostFs, Node};
 
 /// The status file, inside the root.
@@ -169,11 +169,11 @@ pub struct DpkgDb {
     listed: FxHashMap<OsString, usize>,
     distro: Option<Distro>,
     /// Listed directory → its real path inside the root (None: not a directory).
-    dirs: Mutex<HashMap<PathBuf, Option<PathBuf>>>,
+    dirs: Memo<PathBuf, Option<PathBuf>>,
     /// Host file → (owning package index, path as dpkg lists it), as found.
-    owners: Mutex<HashMap<PathBuf, Option<(usize, PathBuf)>>>,
+    owners: Memo<PathBuf, Option<(usize, PathBuf)>>,
     /// Package name → licenses read from its copyright file, as read.
-    licenses: Mutex<HashMap<String, Licenses>>,
+    licenses: Memo<String, Licenses>,
 }
 
 impl DpkgDb {
@@ -369,7 +369,7 @@ impl DpkgDb {
         }
         let distro = os_release(&hfs)?;
         Ok(Some(DpkgDb {
-            owners: Mutex::new(HashMap::new()),
+            owners: Memo::default(),
             root: root.to_path_buf(),
             root_abs,
             root_canon,
@@ -379,8 +379,8 @@ impl DpkgDb {
             files,
             listed: by_path,
             distro,
-            dirs: Mutex::new(HashMap::new()),
-            licenses: Mutex::new(HashMap::new()),
+            dirs: Memo::default(),
+            licenses: Memo::default(),
         }))
     }
 
@@ -410,24 +410,9 @@ impl DpkgDb {
     /// [`DpkgDb::owner`], with the path as the package lists it (inside
     /// the root; `/lib/…` for a file that really is `/usr/lib/…`).
     pub fn owner_entry(&self, host_file: &Path) -> Option<(&Package, PathBuf)> {
-        let memo = self
-            .owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(host_file)
-            .cloned();
-        let found = match memo {
-            Some(found) => found,
-            None => {
-                let found = self.find_owner(host_file);
-                self.owners
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(host_file.to_path_buf(), found.clone());
-                found
-            }
-        };
-        found.map(|(i, listed)| (&self.packages[i], listed))
+        self.owners
+            .get_or(host_file, || self.find_owner(host_file))
+            .map(|(i, listed)| (&self.packages[i], listed))
     }
 
     /// The MD5s dpkg recorded for a package's files (its md5sums file:
@@ -483,14 +468,9 @@ impl DpkgDb {
         if pkg.license.is_some() || !pkg.licenses.is_empty() {
             return (pkg.license.clone(), pkg.licenses.clone());
         }
-        self.licenses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(pkg.name.clone())
-            .or_insert_with(|| {
-                copyright_licenses(&self.fs, &pkg.name).unwrap_or((None, Vec::new()))
-            })
-            .clone()
+        self.licenses.get_or(pkg.name.as_str(), || {
+            copyright_licenses(&self.fs, &pkg.name).unwrap_or((None, Vec::new()))
+        })
     }
 
     /// The host path of a package's `/usr/share/doc/<name>/copyright` in
@@ -537,14 +517,11 @@ impl DpkgDb {
     /// A directory's real path inside the root (None: not a directory),
     /// resolved once per directory.
     fn real_dir(&self, dir: &Path) -> Option<PathBuf> {
-        let mut cache = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .entry(dir.to_path_buf())
-            .or_insert_with(|| match sysroot::resolve(&self.fs, dir) {
+        self.dirs
+            .get_or(dir, || match sysroot::resolve(&self.fs, dir) {
                 Ok(r) if r.node == Node::Dir => Some(r.real),
                 _ => None,
             })
-            .clone()
     }
 }
 

@@ -20,6 +20,7 @@ pub mod harness;
 pub mod inspect;
 pub mod layer;
 pub mod ldcache;
+pub mod memo;
 pub mod oci;
 pub mod plan;
 pub mod platform;

@@ -148,18 +148,12 @@ impl Planner<'_> {
         if !want || self.plan_ref().entries.contains_key(&at) {
             return Ok(());
         }
-        // Mapped, not read: a large library costs the pages parsed.
-        let host = crate::sysroot::HostFs::new("/");
-        let parse = |p: &Path| -> Option<Arc<crate::elf::ElfInfo>> {
-            use crate::sysroot::Fs;
-            let bytes = host.read_mapped(p, crate::elf::MAX_ELF_SIZE).ok()?;
-            crate::elf::parse(&bytes).ok().map(Arc::new)
-        };
+        // Most libraries were parsed for the closures already.
         let bytes = crate::ldcache::generate(
             self.plan_ref(),
             self.toolchain.cache_flags,
             self.toolchain.little_endian,
-            parse,
+            |p| self.resolver.parse_host_file(p),
         );
         let (path, item, _) = data(
             "/etc/ld.so.cache",
