@@ -475,7 +475,8 @@ Date: {date}. Machine: {cpus} CPUs, {mem}, {os}. {bver} (commit {commit}{dirty})
 `cargo build --release --locked`. Other tools: {tools}.
 
 Produced by `bench/run.sh` (runs per measurement: {runs} after one warm-up run; the page cache is
-warm, caches cannot be dropped here). Wall time is measured around each timed command; peak RSS
+warm, caches cannot be dropped here; `sync` runs, untimed, before each timed run, and the VM's memory was
+touched once before the run: {memory_warm}). Wall time is measured around each timed command; peak RSS
 is `/usr/bin/time -f %M`, which for a pipeline or a script is the largest single process, not
 the sum. Total benchmark run time: {total}.
 
@@ -556,6 +557,7 @@ directory: `W.toml`/`L.toml` the recipes, `stage-W`/`stage-L` the staged trees, 
         tools=info.get("tool_versions", "?"),
         runs=info.get("runs", "?"),
         total=info.get("total_time", "?"),
+        memory_warm=info.get("memory_warm", "not done"),
         w_desc=info.get("w_desc", ""),
         l_libs=info.get("l_libs", "?"),
         l_skipped=info.get("l_skipped", "?"),
