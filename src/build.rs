@@ -429,6 +429,7 @@ fn build_platform(
     // describe those bytes even if a file changes afterwards.
     let mut read = None;
     let mut sbom_facts = None;
+    let mut pending = None;
     let layer = match cached {
         Some((info, blob)) => {
             layout.import_blob(&blob, &info.digest)?;
@@ -461,19 +462,17 @@ fn build_platform(
             let (layer, file, inputs) = written?;
             sbom_facts = Some(prepared?);
             trace("layer written", t0);
-            layout.commit_temp(file, &temp, &layer.digest)?;
-            trace("layer synced", t0);
+            // The layer reaches the disk while the JSON and the SBOM are
+            // made; it is in place before they are cached or referred to.
+            pending = Some(layout.commit_later(file, temp, layer.digest.clone()));
             read = Some(inputs);
-            if let Some(c) = &opts.cache {
+            if opts.cache.is_some() {
                 // Made again from what was read (an early key describes
                 // the files as they were before the pass).
                 let source = crate::digest::Source {
                     read: read.as_ref(),
                 };
-                let key = Cache::key(&plan, epoch, opts.compression, source)?;
-                // A cache that can't be written only costs time next build.
-                let _ = c.put(&key, &layer, &layout.blob_path(&layer.digest)?);
-                layer_key = Some(key);
+                layer_key = Some(Cache::key(&plan, epoch, opts.compression, source)?);
             }
             layer
         }
@@ -567,31 +566,36 @@ fn build_platform(
         (Some(c), Some(k)) => c.get_extra(k, &sbom_name),
         _ => None,
     };
+    let fresh_sbom = cached_sbom.is_none();
     let sbom_bytes = match cached_sbom {
         Some(bytes) => bytes,
-        None => {
-            let bytes = sbom::spdx(&sbom::SbomInput {
-                name: &recipe.name,
-                tag: &recipe.tag,
-                platform,
-                epoch,
-                manifest_digest: &desc.digest,
-                plan: &plan,
-                dbs: &dbs,
-                digests: crate::digest::Source {
-                    read: read.as_ref(),
-                },
-                prepared: sbom_facts.as_ref(),
-            })?;
-            if let (Some(c), Some(k)) = (&opts.cache, &layer_key) {
-                let _ = c.put_extra(k, &sbom_name, &bytes);
-            }
-            bytes
-        }
+        None => sbom::spdx(&sbom::SbomInput {
+            name: &recipe.name,
+            tag: &recipe.tag,
+            platform,
+            epoch,
+            manifest_digest: &desc.digest,
+            plan: &plan,
+            dbs: &dbs,
+            digests: crate::digest::Source {
+                read: read.as_ref(),
+            },
+            prepared: sbom_facts.as_ref(),
+        })?,
     };
     trace("sbom", t0);
-    let sbom_path = layout.root().join(sbom_file_name(platform));
-    fs::write(&sbom_path, &sbom_bytes).with_path("write", &sbom_path)?;
+    if let Some(p) = pending {
+        layout.commit_pending(p)?;
+        trace("layer synced", t0);
+        if let (Some(c), Some(k)) = (&opts.cache, &layer_key) {
+            // A cache that can't be written only costs time next build.
+            let _ = c.put(k, &layer, &layout.blob_path(&layer.digest)?);
+        }
+    }
+    if let (true, Some(c), Some(k)) = (fresh_sbom, &opts.cache, &layer_key) {
+        let _ = c.put_extra(k, &sbom_name, &sbom_bytes);
+    }
+    layout.put_file(&sbom_file_name(platform), &sbom_bytes)?;
     // --attach-sbom: the SBOM as an OCI artifact whose subject is the image
     // manifest, listed in index.json and pushed beside the image.
     let mut referrers = Vec::new();

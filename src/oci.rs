@@ -223,6 +223,10 @@ pub fn valid_digest(d: &str) -> bool {
 pub struct LayoutWriter {
     root: PathBuf,
     seq: u32,
+    /// Files written but not yet fsync'ed: [`LayoutWriter::finish`] syncs
+    /// them. Syncing a small file at once would wait for a large layer
+    /// still being synced ([`LayoutWriter::commit_later`]).
+    unsynced: Vec<(File, PathBuf)>,
 }
 
 impl LayoutWriter {
@@ -233,6 +237,7 @@ impl LayoutWriter {
         Ok(LayoutWriter {
             root: root.to_path_buf(),
             seq: 0,
+            unsynced: Vec::new(),
         })
     }
 
@@ -248,12 +253,26 @@ impl LayoutWriter {
         Ok((f, p))
     }
 
-    /// Move a finished temporary file to its content address.
-    pub fn commit_temp(&self, file: File, temp: &Path, digest: &str) -> Result<()> {
-        file.sync_all().with_path("sync", temp)?;
-        drop(file);
-        let dest = self.blob_path(digest)?;
-        fs::rename(temp, &dest).with_path("rename blob into", &dest)
+    /// Move a finished temporary file to its content address, in two
+    /// halves: the fsync starts now on another thread (a large layer takes
+    /// a while to reach the disk), and [`LayoutWriter::commit_pending`]
+    /// waits for it and moves the file.
+    pub fn commit_later(&self, file: File, temp: PathBuf, digest: String) -> PendingBlob {
+        PendingBlob {
+            sync: std::thread::spawn(move || file.sync_all()),
+            temp,
+            digest,
+        }
+    }
+
+    /// Finish a [`LayoutWriter::commit_later`].
+    pub fn commit_pending(&self, pending: PendingBlob) -> Result<()> {
+        let PendingBlob { sync, temp, digest } = pending;
+        sync.join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .with_path("sync", &temp)?;
+        let dest = self.blob_path(&digest)?;
+        fs::rename(&temp, &dest).with_path("rename blob into", &dest)
     }
 
     /// Put an existing blob file (a cached layer) in the layout under
@@ -279,28 +298,39 @@ impl LayoutWriter {
         Ok(self.root.join("blobs/sha256").join(&digest[7..]))
     }
 
-    /// Store raw bytes as a blob and describe them.
+    /// Store raw bytes as a blob and describe them (synced by
+    /// [`LayoutWriter::finish`]).
     pub fn put_bytes(&mut self, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
         let digest = digest_of(bytes);
         let (mut f, temp) = self.temp_file()?;
         f.write_all(bytes).with_path("write", &temp)?;
-        self.commit_temp(f, &temp, &digest)?;
+        let dest = self.blob_path(&digest)?;
+        fs::rename(&temp, &dest).with_path("rename blob into", &dest)?;
+        self.unsynced.push((f, dest));
         Ok(Descriptor::of(media_type, digest, bytes.len() as u64))
     }
 
-    /// Store bytes as a blob and describe them.
+    /// Store a value as canonical JSON in a blob and describe it.
     pub fn put_json<T: Serialize>(&mut self, media_type: &str, v: &T) -> Result<Descriptor> {
-        let bytes = canonical_json(v);
-        let digest = digest_of(&bytes);
-        let (mut f, temp) = self.temp_file()?;
-        f.write_all(&bytes).with_path("write", &temp)?;
-        self.commit_temp(f, &temp, &digest)?;
-        Ok(Descriptor::of(media_type, digest, bytes.len() as u64))
+        self.put_bytes(media_type, &canonical_json(v))
+    }
+
+    /// Write a file of the layout that is not a blob (`name` under its
+    /// root), synced by [`LayoutWriter::finish`].
+    pub fn put_file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.root.join(name);
+        let mut f = File::create(&path).with_path("create", &path)?;
+        f.write_all(bytes).with_path("write", &path)?;
+        self.unsynced.push((f, path));
+        Ok(())
     }
 
     /// Write `oci-layout` and then `index.json` pointing at `top`: the last
     /// files of a layout, so a layout with an index.json is complete.
     pub fn finish(self, top: Descriptor, referrers: Vec<Descriptor>) -> Result<()> {
+        for (f, path) in &self.unsynced {
+            f.sync_all().with_path("sync", path)?;
+        }
         let layout = self.root.join("oci-layout");
         let text = canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }));
         write_synced(&layout, &text)?;
@@ -314,6 +344,14 @@ impl LayoutWriter {
         sync_dir(&self.root.join("blobs/sha256"))?;
         sync_dir(&self.root)
     }
+}
+
+/// A blob being fsync'ed ([`LayoutWriter::commit_later`]).
+#[derive(Debug)]
+pub struct PendingBlob {
+    sync: std::thread::JoinHandle<std::io::Result<()>>,
+    temp: PathBuf,
+    digest: String,
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
