@@ -220,24 +220,109 @@ fn hashed_tar<W: Write>(
 /// How much of a file is read at once.
 const CHUNK: usize = 1 << 20;
 
-/// What the layer pass hands the per-file hashers: a chunk of the current
-/// file (buffer, length), or the end of the file.
-enum Chunk {
-    Data(Arc<Vec<u8>>, usize),
-    End,
+/// What the layer pass hands the per-file hashers: a buffer of input
+/// bytes and where files end in it. Many small files share one buffer, so
+/// the hashers wake once a buffer, not once a file.
+struct Batch {
+    buf: Arc<Vec<u8>>,
+    /// Offsets in `buf` where a run of one file's bytes ends, and whether
+    /// the file ends there (else it goes on in the next batch).
+    cuts: Vec<(usize, bool)>,
 }
 
 /// A hasher thread's work: one digest per file, in the order of the files.
-fn hash_files<D: Digest>(rx: Receiver<Chunk>) -> Vec<Vec<u8>> {
+fn hash_files<D: Digest>(rx: Receiver<Batch>) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut h = D::new();
-    for c in rx {
-        match c {
-            Chunk::Data(buf, n) => h.update(&buf[..n]),
-            Chunk::End => out.push(std::mem::replace(&mut h, D::new()).finalize().to_vec()),
+    for batch in rx {
+        let mut start = 0;
+        for (end, ends_file) in batch.cuts {
+            h.update(&batch.buf[start..end]);
+            if ends_file {
+                out.push(std::mem::replace(&mut h, D::new()).finalize().to_vec());
+            }
+            start = end;
         }
     }
     out
+}
+
+/// The batch being filled for the hashers, and the buffers they are done
+/// with.
+struct Batcher<'h> {
+    hashers: &'h [SyncSender<Batch>],
+    buf: Arc<Vec<u8>>,
+    filled: usize,
+    cuts: Vec<(usize, bool)>,
+    /// Buffers sent; reused once the hashers have dropped them (the
+    /// channels' bounds keep this short).
+    sent: VecDeque<Arc<Vec<u8>>>,
+}
+
+impl<'h> Batcher<'h> {
+    fn new(hashers: &'h [SyncSender<Batch>]) -> Batcher<'h> {
+        Batcher {
+            hashers,
+            buf: Arc::new(vec![0u8; CHUNK]),
+            filled: 0,
+            cuts: Vec::new(),
+            sent: VecDeque::new(),
+        }
+    }
+
+    /// Room left in the current buffer (a full one is sent first).
+    fn room(&mut self) -> &mut [u8] {
+        if self.filled == CHUNK {
+            self.send();
+        }
+        let filled = self.filled;
+        &mut Arc::get_mut(&mut self.buf).expect("an unshared buffer")[filled..]
+    }
+
+    /// `n` bytes were put at the start of [`Batcher::room`]; `ends_file`
+    /// when they end the file.
+    fn filled(&mut self, n: usize, ends_file: bool) {
+        self.filled += n;
+        match self.cuts.last_mut() {
+            // Another run of the same file.
+            Some((end, false)) if *end + n == self.filled && n > 0 => {
+                *end = self.filled;
+                self.cuts.last_mut().expect("exists").1 = ends_file;
+            }
+            _ => self.cuts.push((self.filled, ends_file)),
+        }
+    }
+
+    /// The bytes last put in.
+    fn last(&self, n: usize) -> &[u8] {
+        &self.buf[self.filled - n..self.filled]
+    }
+
+    /// Hand the current batch to the hashers and take an unused buffer.
+    fn send(&mut self) {
+        if self.cuts.is_empty() {
+            return;
+        }
+        if let Some(&(end, false)) = self.cuts.last() {
+            // The file goes on in the next batch; its run here ends.
+            debug_assert_eq!(end, self.filled);
+        }
+        let next = match self.sent.front().map(Arc::strong_count) {
+            Some(1) => self.sent.pop_front().expect("front exists"),
+            _ => Arc::new(vec![0u8; CHUNK]),
+        };
+        let buf = std::mem::replace(&mut self.buf, next);
+        let cuts = std::mem::take(&mut self.cuts);
+        for tx in self.hashers {
+            // A hasher gone (it cannot fail) only loses digests.
+            let _ = tx.send(Batch {
+                buf: buf.clone(),
+                cuts: cuts.clone(),
+            });
+        }
+        self.sent.push_back(buf);
+        self.filled = 0;
+    }
 }
 
 /// The content digests of a layer's input files as the layer pass read
@@ -268,8 +353,8 @@ pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, mut out: W) -> Result<Inputs
         )));
     }
     std::thread::scope(|scope| {
-        let (tx1, rx1) = sync_channel::<Chunk>(8);
-        let (tx256, rx256) = sync_channel::<Chunk>(8);
+        let (tx1, rx1) = sync_channel::<Batch>(4);
+        let (tx256, rx256) = sync_channel::<Batch>(4);
         let sha1 = scope.spawn(move || hash_files::<sha1::Sha1>(rx1));
         let sha256 = scope.spawn(move || hash_files::<Sha256>(rx256));
         let mut read = Vec::new();
@@ -310,10 +395,11 @@ fn write_entries<'p, W: Write>(
     plan: &'p Plan,
     epoch: u64,
     out: &mut W,
-    hashers: &[SyncSender<Chunk>],
+    hashers: &[SyncSender<Batch>],
     read: &mut Vec<(&'p Path, ReadAs)>,
 ) -> Result<()> {
-    let mut pool: VecDeque<Arc<Vec<u8>>> = VecDeque::new();
+    let mut batch = Batcher::new(hashers);
+    let mut scratch = Vec::new();
     for (path, item) in &plan.entries {
         let (kind, size) = match &item.kind {
             ItemKind::Dir => (EntryType::Directory, 0),
@@ -390,7 +476,7 @@ fn write_entries<'p, W: Write>(
         out.write_all(h.as_bytes()).map_err(|e| tar_err(path, e))?;
         match &item.kind {
             ItemKind::File { src, size } => {
-                let how = copy_file(src, *size, out, hashers, &mut pool)?;
+                let how = copy_file(src, *size, out, &mut batch, &mut scratch)?;
                 read.push((src.as_path(), how));
             }
             ItemKind::Data { bytes } => out.write_all(bytes).map_err(|e| tar_err(path, e))?,
@@ -398,19 +484,20 @@ fn write_entries<'p, W: Write>(
         }
         pad(out, size).map_err(|e| tar_err(path, e))?;
     }
+    batch.send();
     out.write_all(&[0u8; 1024])
         .map_err(|e| Error::msg(format!("write layer: {e}")))?;
     Ok(())
 }
 
-/// Copy exactly `size` bytes of `src` into `out`, and into the hashers
-/// when its digests are not known yet.
+/// Copy exactly `size` bytes of `src` into `out`, and into the hashers'
+/// batch when its digests are not known yet.
 fn copy_file<W: Write>(
     src: &Path,
     size: u64,
     out: &mut W,
-    hashers: &[SyncSender<Chunk>],
-    pool: &mut VecDeque<Arc<Vec<u8>>>,
+    batch: &mut Batcher,
+    scratch: &mut Vec<u8>,
 ) -> Result<ReadAs> {
     use crate::digest::Stamp;
     let changed = |what: &str| {
@@ -429,34 +516,34 @@ fn copy_file<W: Write>(
     }
     let known = crate::digest::known(src, &before);
     let hash = known.is_none();
+    if !hash && scratch.is_empty() {
+        scratch.resize(CHUNK, 0);
+    }
     let mut left = size;
     while left > 0 {
-        // A free buffer from the pool (the hashers are done with it), or a
-        // new one; the channels' bounds keep the pool small.
-        let mut buf = match pool.front().map(Arc::strong_count) {
-            Some(1) => pool.pop_front().expect("front exists"),
-            _ => Arc::new(vec![0u8; CHUNK]),
-        };
         let want = left.min(CHUNK as u64) as usize;
-        let n = {
-            let b = Arc::get_mut(&mut buf).expect("a free buffer");
-            match f.read(&mut b[..want]) {
-                Ok(0) => return Err(changed("shrank")),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(Error::io("read", src, e)),
-            }
+        // Read straight into the hashers' batch (or, for a file whose
+        // digests are known, a scratch buffer).
+        let into = if hash { batch.room() } else { &mut scratch[..] };
+        let want = want.min(into.len());
+        let n = match f.read(&mut into[..want]) {
+            Ok(0) => return Err(changed("shrank")),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", src, e)),
         };
         left -= n as u64;
-        out.write_all(&buf[..n])
+        let bytes = if hash {
+            batch.filled(n, left == 0);
+            batch.last(n)
+        } else {
+            &scratch[..n]
+        };
+        out.write_all(bytes)
             .with_path("write layer entry for", src)?;
-        if hash && n > 0 {
-            for tx in hashers {
-                // A hasher gone (it cannot fail) only loses digests.
-                let _ = tx.send(Chunk::Data(buf.clone(), n));
-            }
-        }
-        pool.push_back(buf);
+    }
+    if hash && size == 0 {
+        batch.filled(0, true);
     }
     if f.read(&mut [0u8; 1]).with_path("read", src)? != 0 {
         return Err(changed("grew"));
@@ -465,13 +552,10 @@ fn copy_file<W: Write>(
     if Stamp::of(&before) != Stamp::of(&after) {
         return Err(changed("changed"));
     }
-    if let Some(d) = known {
-        return Ok(ReadAs::Known(d));
-    }
-    for tx in hashers {
-        let _ = tx.send(Chunk::End);
-    }
-    Ok(ReadAs::Hashed(Stamp::of(&before)))
+    Ok(match known {
+        Some(d) => ReadAs::Known(d),
+        None => ReadAs::Hashed(Stamp::of(&before)),
+    })
 }
 
 /// Zeros up to the next 512-byte block after `size` bytes of data.
