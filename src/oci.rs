@@ -328,9 +328,17 @@ impl LayoutWriter {
     /// Write `oci-layout` and then `index.json` pointing at `top`: the last
     /// files of a layout, so a layout with an index.json is complete.
     pub fn finish(self, top: Descriptor, referrers: Vec<Descriptor>) -> Result<()> {
-        for (f, path) in &self.unsynced {
-            f.sync_all().with_path("sync", path)?;
-        }
+        // Together: the file system can commit them at once.
+        std::thread::scope(|s| {
+            let syncs: Vec<_> = self
+                .unsynced
+                .iter()
+                .map(|(f, path)| s.spawn(move || f.sync_all().with_path("sync", path)))
+                .collect();
+            syncs
+                .into_iter()
+                .try_for_each(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })?;
         let layout = self.root.join("oci-layout");
         let text = canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }));
         write_synced(&layout, &text)?;
