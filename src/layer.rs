@@ -701,6 +701,65 @@ mod tests {
         assert_eq!(tar.len(), 512 + bytes.len().div_ceil(512) * 512 + 1024);
     }
 
+    /// Files of every size around the hashers' batch buffer, many small
+    /// ones sharing a buffer and large ones spanning several: each gets
+    /// its own digests, and the stream holds each whole.
+    #[test]
+    fn batched_hashing_cuts_files_where_they_end() {
+        let t = tempfile::tempdir().unwrap();
+        let sizes = [
+            0,
+            1,
+            511,
+            CHUNK - 1,
+            CHUNK,
+            0,
+            CHUNK + 1,
+            2 * CHUNK,
+            3,
+            2 * CHUNK - 7,
+            0,
+        ];
+        let mut plan = Plan::default();
+        let mut files = Vec::new();
+        for (i, &size) in sizes.iter().chain(&[100; 40]).enumerate() {
+            let src = t.path().join(format!("f{i:03}"));
+            let bytes: Vec<u8> = (0..size).map(|j| (i * 31 + j * 7) as u8).collect();
+            std::fs::write(&src, &bytes).unwrap();
+            let item = crate::plan::Item {
+                kind: ItemKind::File {
+                    src: src.clone(),
+                    size: size as u64,
+                },
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                why: "test".into(),
+                explicit: true,
+            };
+            plan.insert(&ImagePath::new(&format!("/f{i:03}")).unwrap(), item)
+                .unwrap();
+            files.push((src, bytes));
+        }
+        let mut tar = Vec::new();
+        let inputs = write_tar(&plan, 0, &mut tar).unwrap();
+        let mut at = 0;
+        for (src, bytes) in &files {
+            let d = &inputs[src];
+            assert_eq!(d.sha256[..], Sha256::digest(bytes)[..], "{}", src.display());
+            assert_eq!(
+                d.sha1[..],
+                sha1::Sha1::digest(bytes)[..],
+                "{}",
+                src.display()
+            );
+            at += 512;
+            assert_eq!(&tar[at..at + bytes.len()], &bytes[..], "{}", src.display());
+            at += bytes.len().div_ceil(512) * 512;
+        }
+        assert_eq!(tar.len(), at + 1024);
+    }
+
     /// Counts what passes and keeps the first `keep` bytes.
     struct Head {
         keep: usize,
