@@ -425,14 +425,17 @@ fn build_platform(
     trace("key", t0);
     // The layer's cache key, when there is a cache (it also keys the SBOM).
     let mut layer_key = early_key.clone();
-    // The inputs' digests as the layer pass read them: the key and the SBOM
-    // describe those bytes even if a file changes afterwards.
-    let mut read = None;
+    // The inputs' digests as the layer pass read them (or as the cache key
+    // was made of): the key and the SBOM describe those bytes even if a
+    // file changes afterwards.
+    let read;
     let mut sbom_facts = None;
     let mut pending = None;
     let layer = match cached {
         Some((info, blob)) => {
             layout.import_blob(&blob, &info.digest)?;
+            // The SBOM, if made, describes the digests the key was made of.
+            read = known;
             info
         }
         None => {
@@ -444,7 +447,8 @@ fn build_platform(
             ));
             // What the SBOM needs besides the digests is gathered meanwhile.
             let (written, prepared) = std::thread::scope(|scope| {
-                let prepare = scope.spawn(|| sbom::prepare(&plan, &dbs));
+                let prepare =
+                    std::thread::Builder::new().spawn_scoped(scope, || sbom::prepare(&plan, &dbs));
                 let written = layer::write_layer(
                     &plan,
                     epoch,
@@ -454,13 +458,17 @@ fn build_platform(
                     file,
                     &temp,
                 );
-                let prepared = prepare
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                // Without a thread, or on an error, the SBOM gathers the
+                // facts itself if it is made (and reports the error then).
+                let prepared = prepare.ok().and_then(|t| {
+                    t.join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                        .ok()
+                });
                 (written, prepared)
             });
             let (layer, file, inputs) = written?;
-            sbom_facts = Some(prepared?);
+            sbom_facts = prepared;
             trace("layer written", t0);
             // The layer reaches the disk while the JSON and the SBOM are
             // made; it is in place before they are cached or referred to.

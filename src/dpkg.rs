@@ -426,13 +426,10 @@ impl DpkgDb {
             let Some(text) = read_in_root(&self.fs, path)? else {
                 continue;
             };
-            return Ok(String::from_utf8_lossy(&text)
-                .lines()
-                .filter_map(|l| {
-                    let (sum, p) = l.split_once(char::is_whitespace)?;
-                    let p = p.trim_start();
-                    let md5 = crate::digest::unhex::<16>(sum)?;
-                    (!p.is_empty()).then(|| (Path::new("/").join(p), md5))
+            return Ok(md5sums_lines(&text)
+                .filter_map(|(sum, p)| {
+                    let md5 = crate::digest::unhex::<16>(std::str::from_utf8(sum).ok()?)?;
+                    Some((p, md5))
                 })
                 .collect());
         }
@@ -549,12 +546,23 @@ fn read_in_root(fs: &HostFs, path: &Path) -> Result<Option<Vec<u8>>> {
 }
 
 /// Is a listed path wanted (its file name in `names`, or no filter)?
-fn wanted(path: &str, names: Option<&HashSet<OsString>>) -> bool {
-    let Some(names) = names else {
-        return true;
-    };
-    let base = path.rsplit('/').next().unwrap_or(path);
-    names.contains(std::ffi::OsStr::new(base))
+fn wanted(path: &[u8], names: Option<&HashSet<OsString>>) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    names.is_none_or(|n| n.contains(std::ffi::OsStr::from_bytes(base_name(path))))
+}
+
+/// The lines of an md5sums file ("<md5>  <path without leading slash>"),
+/// as (md5 text, absolute path); paths are bytes, as dpkg wrote them.
+fn md5sums_lines(text: &[u8]) -> impl Iterator<Item = (&[u8], PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
+    text.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let cut = line.iter().position(u8::is_ascii_whitespace)?;
+        let (sum, rest) = line.split_at(cut);
+        let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        let p = &rest[start..];
+        Some((sum, Path::new("/").join(std::ffi::OsStr::from_bytes(p))))
+    })
 }
 
 /// The status file's packages: parsed ahead, or its text to parse.
@@ -626,9 +634,7 @@ fn info_list(
         if let Some(text) = read_in_dir(fs, dir, &format!("{name}.list"))? {
             return Ok(list_lines(&text)
                 .map(|(s, e)| &text[s..e])
-                .filter(|l| {
-                    names.is_none_or(|n| n.contains(std::ffi::OsStr::from_bytes(base_name(l))))
-                })
+                .filter(|l| wanted(l, names))
                 .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)))
                 .collect());
         }
@@ -669,13 +675,10 @@ fn md5sums_list(
     let Some(text) = read_in_root(fs, path)? else {
         return Ok(Vec::new());
     };
-    Ok(String::from_utf8_lossy(&text)
-        .lines()
-        .filter_map(|l| {
-            let (_, p) = l.split_once(char::is_whitespace)?;
-            let p = p.trim_start();
-            (!p.is_empty() && wanted(p, names)).then(|| Path::new("/").join(p))
-        })
+    use std::os::unix::ffi::OsStrExt;
+    Ok(md5sums_lines(&text)
+        .map(|(_, p)| p)
+        .filter(|p| wanted(p.as_os_str().as_bytes(), names))
         .collect())
 }
 
@@ -1426,6 +1429,19 @@ Source: three
             }
             assert!(owned >= 2, "{}", root.display());
         }
+    }
+
+    #[test]
+    fn md5sums_lines_keep_paths_as_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let text = b"0123456789abcdef0123456789abcdef  usr/bin/caf\xe9\r\n\
+                     nothing-after-the-sum\n\
+                     fedcba9876543210fedcba9876543210 \tusr/lib/x y\n  \n";
+        let lines: Vec<(&[u8], PathBuf)> = md5sums_lines(text).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0].0, b"0123456789abcdef0123456789abcdef");
+        assert_eq!(lines[0].1.as_os_str().as_bytes(), b"/usr/bin/caf\xe9");
+        assert_eq!(lines[1].1, Path::new("/usr/lib/x y"));
     }
 
     #[test]

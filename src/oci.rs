@@ -258,8 +258,15 @@ impl LayoutWriter {
     /// a while to reach the disk), and [`LayoutWriter::commit_pending`]
     /// waits for it and moves the file.
     pub fn commit_later(&self, file: File, temp: PathBuf, digest: String) -> PendingBlob {
+        let file = std::sync::Arc::new(file);
+        let on_thread = file.clone();
+        // No thread to be had (a tight pids limit): synced when committed.
+        let sync = std::thread::Builder::new()
+            .spawn(move || on_thread.sync_all())
+            .ok();
         PendingBlob {
-            sync: std::thread::spawn(move || file.sync_all()),
+            sync,
+            file,
             temp,
             digest,
         }
@@ -267,10 +274,18 @@ impl LayoutWriter {
 
     /// Finish a [`LayoutWriter::commit_later`].
     pub fn commit_pending(&self, pending: PendingBlob) -> Result<()> {
-        let PendingBlob { sync, temp, digest } = pending;
-        sync.join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-            .with_path("sync", &temp)?;
+        let PendingBlob {
+            sync,
+            file,
+            temp,
+            digest,
+        } = pending;
+        match sync {
+            Some(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            None => file.sync_all(),
+        }
+        .with_path("sync", &temp)?;
+        drop(file);
         let dest = self.blob_path(&digest)?;
         fs::rename(&temp, &dest).with_path("rename blob into", &dest)
     }
@@ -328,16 +343,23 @@ impl LayoutWriter {
     /// Write `oci-layout` and then `index.json` pointing at `top`: the last
     /// files of a layout, so a layout with an index.json is complete.
     pub fn finish(self, top: Descriptor, referrers: Vec<Descriptor>) -> Result<()> {
-        // Together: the file system can commit them at once.
+        // Together: the file system can commit them at once. (A file no
+        // thread could be started for is synced here.)
         std::thread::scope(|s| {
             let syncs: Vec<_> = self
                 .unsynced
                 .iter()
-                .map(|(f, path)| s.spawn(move || f.sync_all().with_path("sync", path)))
+                .map(|(f, path)| {
+                    let sync = move || f.sync_all().with_path("sync", path);
+                    std::thread::Builder::new()
+                        .spawn_scoped(s, sync)
+                        .map_err(|_| sync)
+                })
                 .collect();
-            syncs
-                .into_iter()
-                .try_for_each(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            syncs.into_iter().try_for_each(|t| match t {
+                Ok(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(sync) => sync(),
+            })
         })?;
         let layout = self.root.join("oci-layout");
         let text = canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }));
@@ -357,7 +379,8 @@ impl LayoutWriter {
 /// A blob being fsync'ed ([`LayoutWriter::commit_later`]).
 #[derive(Debug)]
 pub struct PendingBlob {
-    sync: std::thread::JoinHandle<std::io::Result<()>>,
+    sync: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    file: std::sync::Arc<File>,
     temp: PathBuf,
     digest: String,
 }
