@@ -217,7 +217,7 @@ fn hashed_tar<W: Write>(
     Ok((digest, size, out, inputs))
 }
 
-/// How much of a file is read at once.
+/// How much of a file is read at once, and the size of a hashers' batch.
 const CHUNK: usize = 1 << 20;
 
 /// What the layer pass hands the per-file hashers: a buffer of input
@@ -284,11 +284,8 @@ impl<'h> Batcher<'h> {
     fn filled(&mut self, n: usize, ends_file: bool) {
         self.filled += n;
         match self.cuts.last_mut() {
-            // Another run of the same file.
-            Some((end, false)) if *end + n == self.filled && n > 0 => {
-                *end = self.filled;
-                self.cuts.last_mut().expect("exists").1 = ends_file;
-            }
+            // More of the file whose run ended the buffer so far.
+            Some(last) if !last.1 && n > 0 => *last = (self.filled, ends_file),
             _ => self.cuts.push((self.filled, ends_file)),
         }
     }
@@ -302,10 +299,6 @@ impl<'h> Batcher<'h> {
     fn send(&mut self) {
         if self.cuts.is_empty() {
             return;
-        }
-        if let Some(&(end, false)) = self.cuts.last() {
-            // The file goes on in the next batch; its run here ends.
-            debug_assert_eq!(end, self.filled);
         }
         let next = match self.sent.front().map(Arc::strong_count) {
             Some(1) => self.sent.pop_front().expect("front exists"),

@@ -536,24 +536,20 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
 /// A file's Go build information when it is an ELF Go program. Only ELF
 /// files are read whole.
 fn go_facts(src: &Path) -> Result<Option<BuildInfo>> {
+    let mut f = fs::File::open(src).with_path("open", src)?;
     let mut head = [0u8; 4];
-    let is_elf = {
-        let mut f = fs::File::open(src).with_path("open", src)?;
-        let mut n = 0;
-        while n < head.len() {
-            let k = f.read(&mut head[n..]).with_path("read", src)?;
-            if k == 0 {
-                break;
-            }
-            n += k;
+    let mut n = 0;
+    while n < head.len() {
+        let k = f.read(&mut head[n..]).with_path("read", src)?;
+        if k == 0 {
+            break;
         }
-        crate::elf::is_elf(&head[..n])
-    };
-    if !is_elf {
+        n += k;
+    }
+    if !crate::elf::is_elf(&head[..n]) {
         return Ok(None);
     }
     // Mapped, not read: only the pages the lookup touches are loaded.
-    let f = fs::File::open(src).with_path("open", src)?;
     // SAFETY: a read-only private map of an input file.
     let map = unsafe { memmap2::Mmap::map(&f) }.with_path("map", src)?;
     Ok(gobuildinfo::parse(&map))

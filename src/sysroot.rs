@@ -3,7 +3,7 @@
 //! inside it. Behind the [`Fs`] trait so the resolver's tests can use an
 //! in-memory tree ([`MemFs`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
@@ -64,7 +64,7 @@ impl std::ops::Deref for FileBytes {
 #[derive(Clone, Debug)]
 pub struct HostFs {
     root: PathBuf,
-    seen: std::sync::Arc<std::sync::Mutex<HashMap<PathBuf, Seen>>>,
+    seen: std::sync::Arc<crate::memo::Memo<PathBuf, Seen>>,
 }
 
 /// A directory, or a symlink with its target once read.
@@ -82,10 +82,6 @@ impl HostFs {
         }
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Seen>> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -93,7 +89,7 @@ impl HostFs {
 
 impl Fs for HostFs {
     fn lstat(&self, path: &Path) -> io::Result<Node> {
-        match self.seen().get(path) {
+        match self.seen.get(path) {
             Some(Seen::Dir) => return Ok(Node::Dir),
             Some(Seen::Symlink(_)) => return Ok(Node::Symlink),
             None => {}
@@ -114,16 +110,16 @@ impl Fs for HostFs {
             Node::Symlink => Seen::Symlink(None),
             _ => return Ok(node),
         };
-        self.seen().insert(path.to_path_buf(), seen);
+        self.seen.insert(path.to_path_buf(), seen);
         Ok(node)
     }
 
     fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
-        if let Some(Seen::Symlink(Some(target))) = self.seen().get(path) {
-            return Ok(target.clone());
+        if let Some(Seen::Symlink(Some(target))) = self.seen.get(path) {
+            return Ok(target);
         }
         let target = fs::read_link(self.host_path(path))?;
-        self.seen()
+        self.seen
             .insert(path.to_path_buf(), Seen::Symlink(Some(target.clone())));
         Ok(target)
     }
