@@ -7,7 +7,7 @@
 # optimizations and overflow checks (-O -a).
 #
 #   scripts/fuzz.sh        # CI: one minute each, so regressions show
-#   scripts/fuzz.sh 600    # the ten-minute runs recorded in the README
+#   scripts/fuzz.sh 600    # the ten-minute runs recorded in docs/development.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}

@@ -9,13 +9,13 @@ use serde_json::json;
 
 use crate::build::{self, BuildOptions};
 use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs, PushArgs, RunArgs, WhyArgs};
-use crate::closure::{Closure, Resolver, Root, Side};
 use crate::error::{Error, Result};
-use crate::inspect;
+use crate::loader::closure::{Closure, Root, Side};
+use crate::loader::Loader;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
 use crate::sink;
-use crate::sysroot::{self, HostFs};
+use crate::sink::inspect;
 use crate::toolchain::Toolchains;
 
 /// Run a command; the returned number is the process exit code.
@@ -65,7 +65,7 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
         sysroots,
         toolchains: load_toolchains(&a.toolchains)?,
         attach_sbom: a.attach_sbom,
-        compression: crate::compress::Compression::parse(&a.compression)
+        compression: crate::layer::compress::Compression::parse(&a.compression)
             .map_err(|m| Error::msg(format!("parse --compression {m}")))?,
         jobs: a.jobs,
         cache: crate::cache::Cache::from_env(),
@@ -88,7 +88,7 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
             .as_deref()
             .map(str::parse::<Platform>)
             .transpose()?;
-        let image = crate::run::choose(&result.output, want.as_ref())?;
+        let image = crate::sink::run::choose(&result.output, want.as_ref())?;
         let repo_tag = format!("{}:{}", recipe.name, recipe.tag);
         sink::archive::write_docker_archive(&result.output, &image, &repo_tag, f, result.epoch)?;
         if !a.quiet {
@@ -138,9 +138,8 @@ fn cmd_closure(a: ClosureArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resu
     };
     let toolchains = load_toolchains(&a.toolchains)?;
     let toolchain = toolchains.get(&platform)?;
-    let (sys, sysroot) = sysroot::open(toolchain, a.sysroot.as_deref())?;
-    let host = HostFs::new("/");
-    let resolver = Resolver::new(sys.as_ref(), &host, toolchain.loader_config());
+    let loader = Loader::open(toolchain, a.sysroot.as_deref())?;
+    let resolver = loader.resolver();
     let mut results: Vec<(String, Closure)> = Vec::new();
     let mut code = 0;
     // Files are analyzed in parallel (the resolver's parse cache is
@@ -174,7 +173,7 @@ fn cmd_closure(a: ClosureArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resu
                 "bareroot: resolve {} needed by {}: not found for {platform} in {}",
                 m.name,
                 m.needed_by.display(),
-                sysroot
+                loader.name()
             );
             let _ = writeln!(err, "{}", crate::error::one_line(&line));
         }
@@ -273,7 +272,7 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<i32> {
 }
 
 fn cmd_run(a: RunArgs) -> Result<i32> {
-    let opts = crate::run::RunOptions {
+    let opts = crate::sink::run::RunOptions {
         platform: a.platform.as_deref().map(str::parse).transpose()?,
         args: (!a.args.is_empty()).then_some(a.args),
         entrypoint: a.entrypoint,
@@ -284,7 +283,7 @@ fn cmd_run(a: RunArgs) -> Result<i32> {
             return Err(Error::msg(format!("parse --env {e:?}: expected KEY=VALUE")));
         }
     }
-    crate::run::run(&a.image, &opts, &load_toolchains(&a.toolchains)?)
+    crate::sink::run::run(&a.image, &opts, &load_toolchains(&a.toolchains)?)
 }
 
 fn parse_refs(refs: &[String]) -> Result<Vec<sink::registry::Reference>> {
@@ -343,7 +342,7 @@ fn cmd_why(a: WhyArgs, out: &mut dyn Write) -> Result<i32> {
     let platform: Option<Platform> = a.platform.as_deref().map(str::parse).transpose()?;
     let toolchains = load_toolchains(&a.toolchains)?;
     let text = if a.target.is_dir() {
-        let image = crate::run::choose(&a.target, platform.as_ref())?;
+        let image = crate::sink::run::choose(&a.target, platform.as_ref())?;
         let p: Platform = image.platform.display().parse()?;
         let toolchain = toolchains.get(&p)?;
         let tmp = tempfile::Builder::new()
@@ -353,17 +352,16 @@ fn cmd_why(a: WhyArgs, out: &mut dyn Write) -> Result<i32> {
         let rootfs = tmp.path().join("rootfs");
         std::fs::create_dir(&rootfs).map_err(|e| Error::io("create directory", &rootfs, e))?;
         for l in &image.manifest.layers {
-            crate::run::unpack(&a.target, l, &rootfs)?;
+            crate::sink::run::unpack(&a.target, l, &rootfs)?;
         }
-        let sys = HostFs::new(&rootfs);
-        let host = HostFs::new("/");
-        let resolver = Resolver::new(&sys, &host, toolchain.loader_config());
-        let closures = crate::why::image_closures(&resolver, &rootfs);
+        let loader = Loader::of_rootfs(toolchain, &rootfs);
+        let resolver = loader.resolver();
+        let closures = crate::sink::why::image_closures(&resolver, &rootfs);
         let plan = crate::plan::Plan::from_tree(
             &rootfs,
             "placed by the recipe; no program in the image loads it",
         )?;
-        crate::why::explain(&plan, &closures, &resolver, &a.path)?
+        crate::sink::why::explain(&plan, &closures, &resolver, &a.path)?
     } else {
         let recipe = Recipe::load(&a.target)?;
         let opts = BuildOptions {

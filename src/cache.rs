@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::compress::Compression;
 use crate::error::{Error, IoResultExt, Result};
+use crate::layer::compress::Compression;
 use crate::layer::{sha256_name, LayerInfo};
 use crate::plan::{ItemKind, Plan};
 

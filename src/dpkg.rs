@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, IoResultExt, Result};
+use crate::loader::sysroot::{self, Fs, HostFs, Node};
 use crate::memo::Memo;
-use crate::sysroot::{self, Fs, HostFs, Node};
 
 /// The status file, inside the root.
 pub const STATUS: &str = "/var/lib/dpkg/status";
@@ -1256,7 +1256,7 @@ Description: a tool
         assert_eq!(owner(Path::new("/etc/hostname")), None, "outside the root");
         // Relative and non-normalized spellings of the root.
         let cwd = std::env::current_dir().unwrap();
-        let rel = crate::sysroot::relative(&cwd, &fs::canonicalize(r).unwrap());
+        let rel = crate::loader::sysroot::relative(&cwd, &fs::canonicalize(r).unwrap());
         assert_eq!(owner(&rel.join("usr/bin/../bin/tool")), Some("tool"));
     }
 

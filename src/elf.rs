@@ -78,7 +78,7 @@ const NT_FDO_DLOPEN_METADATA: u32 = 0x407c_0c0a;
 impl ElfInfo {
     /// "ELF64 little-endian x86-64".
     pub fn describe(&self) -> String {
-        crate::toolchain::describe(self.class, self.little_endian, self.machine)
+        describe(self.class, self.little_endian, self.machine)
     }
 
     /// A statically linked program: nothing for the loader to do.
@@ -440,6 +440,19 @@ pub fn read_vaddr(bytes: &[u8], vaddr: u64, len: usize) -> Option<&[u8]> {
     })?;
     let start = usize::try_from(ph.p_offset.checked_add(vaddr - ph.p_vaddr)?).ok()?;
     bytes.get(start..start.checked_add(len)?)
+}
+
+/// "ELF64 little-endian x86-64".
+pub fn describe(class: ElfClass, little_endian: bool, machine: u16) -> String {
+    format!(
+        "{} {}-endian {}",
+        match class {
+            ElfClass::Elf32 => "ELF32",
+            ElfClass::Elf64 => "ELF64",
+        },
+        if little_endian { "little" } else { "big" },
+        machine_name(machine)
+    )
 }
 
 #[cfg(test)]

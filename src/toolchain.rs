@@ -151,20 +151,8 @@ impl Toolchain {
         })
     }
 
-    /// What the resolver needs to know about this platform's loader.
-    pub fn loader_config(&self) -> crate::closure::LoaderConfig {
-        crate::closure::LoaderConfig {
-            default_dirs: self.default_dirs.iter().map(PathBuf::from).collect(),
-            lib: format!("lib/{}", self.triplet),
-            platform: self.at_platform.clone(),
-            flags_mask: self.flags_mask,
-            flags: self.flags,
-            dlopen: Some(crate::elf::DlopenPriority::Recommended),
-        }
-    }
-
     /// The host's own platform runs from "/"; others from the cross sysroot
-    /// (see [`crate::sysroot::default_foreign`]).
+    /// (see [`crate::loader::sysroot::default_foreign`]).
     pub fn is_host(&self) -> bool {
         self.platform == Platform::host()
     }
@@ -173,7 +161,7 @@ impl Toolchain {
     /// The float-ABI flags are checked only on dynamically linked objects: a
     /// static (Go, musl) binary brings its own ABI.
     pub fn check(&self, info: &ElfInfo) -> std::result::Result<(), String> {
-        let want = describe(self.class, self.little_endian, self.machine);
+        let want = crate::elf::describe(self.class, self.little_endian, self.machine);
         if info.machine != self.machine
             || info.class != self.class
             || info.little_endian != self.little_endian
@@ -261,19 +249,6 @@ impl Toolchains {
     pub fn all(&self) -> impl Iterator<Item = &Toolchain> {
         self.by_platform.values()
     }
-}
-
-/// "ELF64 little-endian x86-64".
-pub fn describe(class: ElfClass, little_endian: bool, machine: u16) -> String {
-    format!(
-        "{} {}-endian {}",
-        match class {
-            ElfClass::Elf32 => "ELF32",
-            ElfClass::Elf64 => "ELF64",
-        },
-        if little_endian { "little" } else { "big" },
-        crate::elf::machine_name(machine)
-    )
 }
 
 #[cfg(test)]

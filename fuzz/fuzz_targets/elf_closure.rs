@@ -7,5 +7,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = bareroot::harness::analyze_untrusted(data);
+    let _ = bareroot::loader::harness::analyze_untrusted(data);
 });

@@ -1,7 +1,12 @@
-//! Output sinks: where a built image goes. Every sink reads the same OCI
-//! image layout the build wrote (its blobs are used as they are, never
-//! recompressed): the layout directory itself, an oci-archive, a
-//! docker-archive, or a registry.
+//! Where a built image goes, and the commands that read it back. Every sink
+//! reads the OCI image layout the build wrote through `oci::read` (its blobs
+//! are used as they are, never recompressed): an oci-archive or a
+//! docker-archive (`archive`), a registry (`registry`), a report of its
+//! contents (`inspect`), a run without a container engine (`run`), and the
+//! chain that put a path in it (`why`).
 
 pub mod archive;
+pub mod inspect;
 pub mod registry;
+pub mod run;
+pub mod why;

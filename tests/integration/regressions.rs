@@ -111,7 +111,7 @@ fn hostile_elf_files_end_as_expected() {
         let bytes = std::fs::read(file).unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(bareroot::harness::analyze_untrusted(&bytes).map(|_| ()));
+            let _ = tx.send(bareroot::loader::harness::analyze_untrusted(&bytes).map(|_| ()));
         });
         let got = rx
             .recv_timeout(Duration::from_secs(30))

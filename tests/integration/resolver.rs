@@ -6,8 +6,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use bareroot::closure::{Closure, Dep, LoaderConfig, Missing, Resolver, Root, Side, Via};
-use bareroot::sysroot::{Fs, HostFs, MemFs, Node};
+use bareroot::loader::closure::{Closure, Dep, LoaderConfig, Missing, Resolver, Root, Side, Via};
+use bareroot::loader::sysroot::{Fs, HostFs, MemFs, Node};
 
 use crate::elfgen::{ElfSpec, EM_386, EM_AARCH64};
 

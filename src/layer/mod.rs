@@ -7,8 +7,10 @@
 //! sizes over 8 GiB), its records sorted by key; mode from the plan; uid/gid
 //! from the plan with empty user and group names (names would tie the bytes
 //! to the build machine's /etc/passwd); mtime = the epoch for every entry; no
-//! atime or ctime. Compression is in [`crate::compress`]: the gzip header
+//! atime or ctime. Compression is in [`crate::layer::compress`]: the gzip header
 //! has mtime 0, no file name and OS byte 255.
+
+pub mod compress;
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -17,7 +19,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
-use crate::compress::{Compression, Compressor};
+use crate::layer::compress::{Compression, Compressor};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 

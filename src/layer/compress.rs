@@ -27,7 +27,7 @@ pub enum Compression {
 
 impl Compression {
     /// The default: gzip at a level chosen for speed at a size no larger
-    /// than other tools' default gzip (see the benchmark in the README).
+    /// than other tools' default gzip (see the benchmark in docs/speed.md).
     pub const DEFAULT_GZIP_LEVEL: u32 = 3;
     pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 

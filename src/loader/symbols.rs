@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::closure::{Closure, Resolver, Side};
 use crate::elf::ElfInfo;
-use crate::sysroot;
+use crate::loader::closure::{Closure, Resolver, Side};
+use crate::loader::sysroot;
 
 /// One analyzed root object and its closure.
 #[derive(Clone, Debug)]

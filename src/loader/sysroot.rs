@@ -481,55 +481,6 @@ impl Fs for UnionFs {
     }
 }
 
-/// Open the sysroot for a platform: the directory given, else "/" for the
-/// host's own platform, else Debian's cross tree over the host's multiarch
-/// directories for that platform.
-pub fn open(
-    toolchain: &crate::toolchain::Toolchain,
-    given: Option<&Path>,
-) -> crate::error::Result<(Box<dyn Fs>, String)> {
-    use crate::error::Error;
-    if let Some(dir) = given {
-        let m = std::fs::metadata(dir).map_err(|e| Error::io("open sysroot", dir, e))?;
-        if !m.is_dir() {
-            return Err(Error::msg(format!(
-                "open sysroot {}: not a directory",
-                dir.display()
-            )));
-        }
-        return Ok((Box::new(HostFs::new(dir)), dir.display().to_string()));
-    }
-    if toolchain.is_host() {
-        return Ok((Box::new(HostFs::new("/")), "/".into()));
-    }
-    let multiarch = vec![
-        PathBuf::from(format!("/lib/{}", toolchain.triplet)),
-        PathBuf::from(format!("/usr/lib/{}", toolchain.triplet)),
-    ];
-    let cross = &toolchain.cross_sysroot;
-    let have_cross = cross.is_dir();
-    let have_multiarch = multiarch.iter().any(|d| d.is_dir());
-    if !have_cross && !have_multiarch {
-        return Err(Error::msg(format!(
-            "open sysroot for {}: neither {} (Debian's libc6-dev-<arch>-cross) nor /usr/lib/{} \
-             (dpkg --add-architecture) exists; install one or pass --sysroot {}=DIR",
-            toolchain.platform,
-            cross.display(),
-            toolchain.triplet,
-            toolchain.platform
-        )));
-    }
-    let union = UnionFs::new()
-        .layer(HostFs::new(cross), None)
-        .layer(HostFs::new("/"), Some(multiarch));
-    let name = format!(
-        "{} + /usr/lib/{} (multiarch)",
-        cross.display(),
-        toolchain.triplet
-    );
-    Ok((Box::new(union), name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::closure::Side;
 use crate::error::{Error, Result};
+use crate::loader::closure::Side;
 use crate::plan::{Item, ItemKind, Planner, FILE_MODE};
 use crate::recipe::{EntryKind, ImagePath, Selection, SrcSpec};
 
@@ -149,7 +149,7 @@ impl Planner<'_> {
             return Ok(());
         }
         // Most libraries were parsed for the closures already.
-        let bytes = crate::ldcache::generate(
+        let bytes = crate::plan::ldcache::generate(
             self.plan_ref(),
             self.toolchain.cache_flags,
             self.toolchain.little_endian,

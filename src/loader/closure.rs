@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::elf::{self, DlopenPriority, ElfClass, ElfInfo, MAX_ELF_SIZE};
+use crate::loader::sysroot::{self, Fs, Node};
 use crate::memo::Memo;
-use crate::sysroot::{self, Fs, Node};
 
 /// Which tree a path lives in: the platform's sysroot, or the host outside it
 /// (a recipe's own build outputs, named relative to the recipe).

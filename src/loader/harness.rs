@@ -3,9 +3,9 @@
 //! (`tests/integration/regressions.rs`) share it, so an input the fuzzer
 //! found is replayed exactly.
 
-use crate::closure::{LoaderConfig, Resolver, Root, Side};
 use crate::elf::{self, DlopenPriority, ElfInfo};
-use crate::sysroot::MemFs;
+use crate::loader::closure::{LoaderConfig, Resolver, Root, Side};
+use crate::loader::sysroot::MemFs;
 
 /// Parse `bytes`, read their Go build information, then resolve the
 /// closure of a program made of them in an in-memory sysroot where the

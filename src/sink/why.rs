@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::closure::{Dep, Resolver};
 use crate::error::{Error, Result};
+use crate::loader::closure::{Dep, Resolver};
+use crate::loader::symbols::Checked;
+use crate::loader::sysroot;
 use crate::plan::{ItemKind, Plan};
 use crate::recipe::ImagePath;
-use crate::symbols::Checked;
-use crate::sysroot;
 
 /// Explain `target` (an absolute path in the image).
 pub fn explain(
@@ -118,21 +118,21 @@ pub fn image_closures(resolver: &Resolver, rootfs: &Path) -> Vec<Checked> {
             continue;
         };
         let path = PathBuf::from("/").join(rel);
-        let Ok(info) = resolver.parse(crate::closure::Side::Sysroot, &path) else {
+        let Ok(info) = resolver.parse(crate::loader::closure::Side::Sysroot, &path) else {
             continue;
         };
         if info.interpreter.is_none() {
             continue;
         }
-        let root = crate::closure::Root {
-            side: crate::closure::Side::Sysroot,
+        let root = crate::loader::closure::Root {
+            side: crate::loader::closure::Side::Sysroot,
             path: path.clone(),
             image_path: path.clone(),
         };
         if let Ok(closure) = resolver.closure(&root) {
             out.push(Checked {
                 label: format!("the program {}", path.display()),
-                root_side: crate::closure::Side::Sysroot,
+                root_side: crate::loader::closure::Side::Sysroot,
                 root: path,
                 closure,
             });

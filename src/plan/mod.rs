@@ -3,6 +3,9 @@
 //! normalized metadata. Built from the validated recipe and the closures; the
 //! layer writer turns it into bytes without looking anything else up.
 
+pub mod ldcache;
+pub mod runtime;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -10,13 +13,13 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use crate::closure::{Resolver, Root, Side};
 use crate::elf;
 use crate::error::{Error, IoResultExt, Result};
+use crate::loader::closure::{Resolver, Root, Side};
+use crate::loader::sysroot::{self, Node};
 use crate::platform::Platform;
 use crate::recipe::SpecialKind;
 use crate::recipe::{EntryKind, ImagePath, Recipe, Source, SrcSpec};
-use crate::sysroot::{self, Node};
 use crate::toolchain::Toolchain;
 
 /// Mode of directories the plan creates on its own, and of executables.
@@ -409,7 +412,7 @@ pub struct Planner<'a> {
     /// gconv configuration): path → why.
     pub(crate) data_files: std::cell::RefCell<BTreeMap<PathBuf, String>>,
     /// Every closure found, for the symbol-version check.
-    pub(crate) closures: std::cell::RefCell<Vec<crate::symbols::Checked>>,
+    pub(crate) closures: std::cell::RefCell<Vec<crate::loader::symbols::Checked>>,
 }
 
 impl<'a> Planner<'a> {
@@ -453,7 +456,7 @@ impl<'a> Planner<'a> {
     }
 
     /// [`Planner::plan`], also returning every closure it found.
-    pub fn plan_with_closures(mut self) -> Result<(Plan, Vec<crate::symbols::Checked>)> {
+    pub fn plan_with_closures(mut self) -> Result<(Plan, Vec<crate::loader::symbols::Checked>)> {
         let mut deps: BTreeMap<(PathBuf, Side, PathBuf), String> = BTreeMap::new();
         let mut later: Vec<(ImagePath, Item, String)> = Vec::new();
         let mut xattrs: BTreeMap<ImagePath, Vec<(String, Vec<u8>)>> = BTreeMap::new();
@@ -611,7 +614,7 @@ impl<'a> Planner<'a> {
             }
         }
         self.add_ld_so_cache()?;
-        crate::symbols::check(self.resolver, &self.closures.borrow())
+        crate::loader::symbols::check(self.resolver, &self.closures.borrow())
             .map_err(|m| Error::msg(format!("check symbol versions for {}: {m}", self.platform)))?;
         Ok((self.plan, self.closures.into_inner()))
     }
@@ -719,12 +722,14 @@ impl<'a> Planner<'a> {
                 self.sysroot
             )));
         }
-        self.closures.borrow_mut().push(crate::symbols::Checked {
-            label: label.to_string(),
-            root_side: side,
-            root: path.to_path_buf(),
-            closure: closure.clone(),
-        });
+        self.closures
+            .borrow_mut()
+            .push(crate::loader::symbols::Checked {
+                label: label.to_string(),
+                root_side: side,
+                root: path.to_path_buf(),
+                closure: closure.clone(),
+            });
         for dep in closure.interpreter.iter().chain(&closure.libraries) {
             let why = format!(
                 "{label}: {} needed by {} ({})",
@@ -850,12 +855,12 @@ impl<'a> Planner<'a> {
             !rel.is_empty()
                 && exclude.iter().any(|x| {
                     if x.contains('/') {
-                        crate::closure::wildmatch(
+                        crate::loader::closure::wildmatch(
                             x.trim_start_matches('/').as_bytes(),
                             rel.as_bytes(),
                         )
                     } else {
-                        crate::closure::wildmatch(x.as_bytes(), name.as_bytes())
+                        crate::loader::closure::wildmatch(x.as_bytes(), name.as_bytes())
                     }
                 })
         };

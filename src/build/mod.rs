@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::Cache;
-use crate::closure::Resolver;
-use crate::compress::Compression;
 use crate::dpkg::DpkgDb;
 use crate::error::{Error, IoResultExt, Result, ResultExt};
+use crate::layer::compress::Compression;
 use crate::layer::{self, LayerInfo};
+use crate::loader::Loader;
 use crate::oci::{
     self, Descriptor, History, ImageConfigJson, Index, LayoutWriter, Manifest, RootFs,
     RuntimeConfig,
@@ -24,7 +24,6 @@ use crate::platform::Platform;
 use crate::recipe::ImagePath;
 use crate::recipe::Recipe;
 use crate::sbom;
-use crate::sysroot::{self, HostFs};
 use crate::timefmt::rfc3339;
 use crate::toolchain::Toolchains;
 
@@ -342,7 +341,7 @@ pub fn explain_platform(
     with_planner(recipe, platform, opts, toolchains, |p| {
         let resolver = p.resolver;
         let (plan, closures) = p.plan_with_closures()?;
-        crate::why::explain(&plan, &closures, resolver, target)
+        crate::sink::why::explain(&plan, &closures, resolver, target)
     })
 }
 
@@ -360,20 +359,11 @@ fn with_planner<T>(
         .sysroots
         .get(platform)
         .or_else(|| recipe.sysroots.get(platform));
-    // A platform without a default sysroot can still take static binaries;
-    // the reason there is none is given if a lookup needs one. A sysroot
-    // the user named must exist.
-    let (sys, description): (Box<dyn sysroot::Fs>, String) =
-        match sysroot::open(toolchain, given.map(PathBuf::as_path)) {
-            Ok((fs, name)) => (fs, format!("sysroot {name}")),
-            Err(e) if given.is_some() => return Err(e),
-            Err(e) => (Box::new(sysroot::MemFs::new()), format!("no sysroot ({e})")),
-        };
-    let host = HostFs::new("/");
-    let mut config = toolchain.loader_config();
-    config.dlopen = recipe.runtime.dlopen;
-    let resolver = Resolver::new(sys.as_ref(), &host, config);
-    f(Planner::new(recipe, platform, toolchain, &resolver).with_sysroot(description))
+    let loader = Loader::for_build(toolchain, given.map(PathBuf::as_path))?
+        .with_dlopen(recipe.runtime.dlopen);
+    let resolver = loader.resolver();
+    f(Planner::new(recipe, platform, toolchain, &resolver)
+        .with_sysroot(loader.description().to_string()))
 }
 
 /// The embedded and `--toolchains` toolchains plus the recipe's own.
@@ -504,7 +494,7 @@ fn build_platform(
                 let mut env = c.env.clone();
                 let has = |k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
                 if recipe.runtime.ca_certificates && !has("SSL_CERT_FILE") {
-                    env.push(format!("SSL_CERT_FILE={}", crate::runtime::CA_BUNDLE));
+                    env.push(format!("SSL_CERT_FILE={}", crate::plan::runtime::CA_BUNDLE));
                 }
                 env
             },

@@ -36,7 +36,7 @@ pub fn generate(
             ItemKind::Symlink { target } => {
                 // A soname link: resolve it within the image.
                 let dir = path.as_path().parent().unwrap_or(Path::new("/"));
-                let t = crate::sysroot::normalize(&dir.join(target));
+                let t = crate::loader::sysroot::normalize(&dir.join(target));
                 let Some(crate::plan::Item {
                     kind: ItemKind::File { src, .. },
                     ..

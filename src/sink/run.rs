@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{Error, IoResultExt, Result, ResultExt};
-use crate::inspect::layer_reader;
+use crate::loader::sysroot::{self, HostFs, Node};
 use crate::oci::{self, FoundImage};
 use crate::platform::Platform;
-use crate::sysroot::{self, HostFs, Node};
+use crate::sink::inspect::layer_reader;
 use crate::toolchain::Toolchains;
 
 /// Where the qemu-user binary is placed inside a foreign rootfs.
