@@ -9,9 +9,11 @@ use serde_json::json;
 
 use crate::build::{self, BuildOptions};
 use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs, PushArgs, RunArgs, WhyArgs};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ResultExt};
 use crate::loader::closure::{Closure, Root, Side};
 use crate::loader::Loader;
+use crate::oci::read::choose_platform;
+use crate::oci::Layout;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
 use crate::sink;
@@ -39,8 +41,13 @@ fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
 fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
     let recipe = Recipe::load(&a.recipe)?;
     let sysroots = parse_sysroots(&a.sysroot)?;
-    // Parse references before building: a typo should not cost a build.
+    // Parse references and choose the docker-archive's platform before
+    // building: a typo should not cost a build.
     let refs = parse_refs(&a.push)?;
+    let archive_platform = match &a.docker_archive {
+        Some(_) => Some(archive_platform(&recipe, a.platform.as_deref())?),
+        None => None,
+    };
     let scratch = if a.output.is_none()
         && (a.oci_archive.is_some() || a.docker_archive.is_some() || !refs.is_empty())
     {
@@ -82,15 +89,13 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
             let _ = writeln!(err, "wrote oci-archive {}", f.display());
         }
     }
-    if let Some(f) = &a.docker_archive {
-        let want = a
-            .platform
-            .as_deref()
-            .map(str::parse::<Platform>)
-            .transpose()?;
-        let image = crate::sink::run::choose(&result.output, want.as_ref())?;
+    if let (Some(f), Some(platform)) = (&a.docker_archive, &archive_platform) {
+        let layout = Layout::open(&result.output)?;
+        let image = layout
+            .choose(Some(platform))
+            .map_err(|e| e.context(format!("write docker-archive {}", f.display())))?;
         let repo_tag = format!("{}:{}", recipe.name, recipe.tag);
-        sink::archive::write_docker_archive(&result.output, &image, &repo_tag, f, result.epoch)?;
+        sink::archive::write_docker_archive(&layout, &image, &repo_tag, f, result.epoch)?;
         if !a.quiet {
             let _ = writeln!(
                 err,
@@ -129,6 +134,22 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
     }
     write_out(out, &format!("{}\n", result.top.digest))?;
     Ok(0)
+}
+
+/// The one platform `--docker-archive` takes, from the recipe's, by the
+/// rule `run` and `why` follow ([`choose_platform`]).
+fn archive_platform(recipe: &Recipe, flag: Option<&str>) -> Result<Platform> {
+    let fail = |e: Error| e.context(format!("build image {} for --docker-archive", recipe.name));
+    let want = flag.map(str::parse::<Platform>).transpose().map_err(fail)?;
+    choose_platform(
+        &recipe.platforms,
+        |p| Some(p.clone()),
+        Platform::to_string,
+        want.as_ref(),
+        "the recipe builds",
+    )
+    .cloned()
+    .map_err(fail)
 }
 
 fn cmd_closure(a: ClosureArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
@@ -339,44 +360,31 @@ fn parse_sysroots(args: &[String]) -> Result<BTreeMap<Platform, PathBuf>> {
 }
 
 fn cmd_why(a: WhyArgs, out: &mut dyn Write) -> Result<i32> {
-    let platform: Option<Platform> = a.platform.as_deref().map(str::parse).transpose()?;
-    let toolchains = load_toolchains(&a.toolchains)?;
-    let text = if a.target.is_dir() {
-        let image = crate::sink::run::choose(&a.target, platform.as_ref())?;
-        let p: Platform = image.platform.display().parse()?;
-        let toolchain = toolchains.get(&p)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("bareroot-why-")
-            .tempdir()
-            .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
-        let rootfs = tmp.path().join("rootfs");
-        std::fs::create_dir(&rootfs).map_err(|e| Error::io("create directory", &rootfs, e))?;
-        for l in &image.manifest.layers {
-            crate::sink::run::unpack(&a.target, l, &rootfs)?;
-        }
-        let loader = Loader::of_rootfs(toolchain, &rootfs);
-        let resolver = loader.resolver();
-        let closures = crate::sink::why::image_closures(&resolver, &rootfs);
-        let plan = crate::plan::Plan::from_tree(
-            &rootfs,
-            "placed by the recipe; no program in the image loads it",
-        )?;
-        crate::sink::why::explain(&plan, &closures, &resolver, &a.path)?
-    } else {
-        let recipe = Recipe::load(&a.target)?;
-        let opts = BuildOptions {
-            sysroots: parse_sysroots(&a.sysroot)?,
-            toolchains,
-            ..Default::default()
-        };
-        let p = match platform {
-            Some(p) => p,
-            None if recipe.platforms.contains(&Platform::host()) => Platform::host(),
-            None => recipe.platforms[0].clone(),
-        };
-        let toolchains = build::toolchains_for(&recipe, &opts)?;
-        build::explain_platform(&recipe, &p, &opts, &toolchains, &a.path)?
-    };
+    let text = why_text(&a).context_with(|| format!("why {} {}", a.target.display(), a.path))?;
     write_out(out, &text)?;
     Ok(0)
+}
+
+/// Explain `a.path` in a built layout, or in the image a recipe makes.
+fn why_text(a: &WhyArgs) -> Result<String> {
+    let platform: Option<Platform> = a.platform.as_deref().map(str::parse).transpose()?;
+    let toolchains = load_toolchains(&a.toolchains)?;
+    if a.target.is_dir() {
+        let layout = Layout::open(&a.target)?;
+        let image = layout.choose(platform.as_ref())?;
+        return crate::sink::why::explain_image(&layout, &image, &toolchains, &a.path);
+    }
+    let recipe = Recipe::load(&a.target)?;
+    let opts = BuildOptions {
+        sysroots: parse_sysroots(&a.sysroot)?,
+        toolchains,
+        ..Default::default()
+    };
+    let p = match platform {
+        Some(p) => p,
+        None if recipe.platforms.contains(&Platform::host()) => Platform::host(),
+        None => recipe.platforms[0].clone(),
+    };
+    let toolchains = build::toolchains_for(&recipe, &opts)?;
+    build::explain_platform(&recipe, &p, &opts, &toolchains, &a.path)
 }

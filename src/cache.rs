@@ -24,11 +24,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
+use crate::digest::Digest;
 use crate::error::{Error, IoResultExt, Result};
 use crate::layer::compress::Compression;
-use crate::layer::{sha256_name, LayerInfo};
+use crate::layer::LayerInfo;
 use crate::plan::{ItemKind, Plan};
 
 /// Bump when the key's recipe or the entry layout changes.
@@ -39,8 +40,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
-    digest: String,
-    diff_id: String,
+    digest: Digest,
+    diff_id: Digest,
     size: u64,
     media_type: String,
     /// CRC-32 of the blob as stored, checked on each use. (Its SHA-256 is
@@ -142,7 +143,9 @@ impl Cache {
                 field(value);
             }
         }
-        Ok(sha256_name(h.finalize().as_slice())[7..].to_string())
+        Ok(Digest::from_sha256(h.finalize().as_slice())
+            .hex()
+            .to_string())
     }
 
     /// A verified cached layer for `key`: its info and blob path. A
@@ -156,7 +159,10 @@ impl Cache {
             .unwrap_or(false)
             && match meta.crc32 {
                 Some(crc) => crc_file(&blob).ok() == Some(crc),
-                None => hash_file(&blob).ok().map(|h| sha256_name(&h)) == Some(meta.digest.clone()),
+                None => {
+                    hash_file(&blob).ok().map(|h| Digest::from_sha256(&h))
+                        == Some(meta.digest.clone())
+                }
             };
         let media_type = [
             crate::layer::MEDIA_TYPE_GZIP,
@@ -166,7 +172,7 @@ impl Cache {
         .into_iter()
         .find(|m| *m == meta.media_type);
         match media_type {
-            Some(media_type) if ok && crate::oci::valid_digest(&meta.diff_id) => {
+            Some(media_type) if ok => {
                 // Mark as recently used for trimming.
                 let _ = filetime_now(&dir.join("meta.json"));
                 Some((
@@ -205,7 +211,7 @@ impl Cache {
             // A copy (another file system) is checked against the digest
             // before its CRC vouches for it.
             fs::copy(blob, &b).with_path("copy into the cache", &b)?;
-            if sha256_name(&hash_file(&b)?) != info.digest {
+            if Digest::from_sha256(&hash_file(&b)?) != info.digest {
                 return Err(Error::msg(format!(
                     "copy {} into the cache: the copy does not hash to {}",
                     blob.display(),

@@ -1,4 +1,6 @@
-//! Content digests of input files, computed once per file and process:
+//! The digest vocabulary: [`Digest`], a checked `sha256:<hex>` content
+//! address (every descriptor, layer and blob name), and the content digests
+//! of input files, computed once per file and process:
 //! SHA-1 and SHA-256 (SPDX, the layer cache key). The layer pass computes
 //! them while it reads each file for the tar stream ([`remember`]), so a
 //! cold build reads every input once; [`of`] computes them on its own for a
@@ -17,9 +19,94 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{IoResultExt, Result};
+
+/// A content address, "sha256:" + 64 lowercase hex digits: parsed and
+/// checked once (from JSON, a reference or a hash), so code that holds one
+/// never checks it again, and its hex part is always safe as a file name.
+/// It serializes as the same string.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    /// The only algorithm bareroot writes or accepts.
+    const PREFIX: &'static str = "sha256:";
+
+    /// The sha256 digest of bytes in memory.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest::from_sha256(Sha256::digest(bytes).as_slice())
+    }
+
+    /// The digest whose hash is `hash` (32 bytes of sha256 output).
+    pub fn from_sha256(hash: &[u8]) -> Digest {
+        debug_assert_eq!(hash.len(), 32);
+        Digest(format!("{}{}", Digest::PREFIX, hex(hash)))
+    }
+
+    /// Parse "sha256:<64 lowercase hex>"; the error says what was wrong.
+    pub fn parse(s: &str) -> std::result::Result<Digest, String> {
+        let ok = s.strip_prefix(Digest::PREFIX).is_some_and(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        if ok {
+            Ok(Digest(s.to_string()))
+        } else {
+            Err(format!(
+                "invalid digest {s:?}: expected sha256:<64 lowercase hex digits>"
+            ))
+        }
+    }
+
+    /// "sha256:<hex>".
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 64 hex digits: a blob's file name under `blobs/sha256/`.
+    pub fn hex(&self) -> &str {
+        &self.0[Digest::PREFIX.len()..]
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Digest {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Digest> {
+        Digest::parse(s).map_err(crate::Error::msg)
+    }
+}
+
+impl PartialEq<str> for Digest {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Every input file's digests as the layer pass read them, by source path.
+pub type Inputs = std::collections::BTreeMap<PathBuf, Arc<Digests>>;
 
 /// The digests of one file's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,10 +178,10 @@ pub fn of(path: &Path) -> Result<Arc<Digests>> {
 }
 
 /// Where a step takes input digests from: the layer pass's record of what
-/// it read ([`crate::layer::Inputs`]), else the files as they are now.
+/// it read ([`Inputs`]), else the files as they are now.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Source<'a> {
-    pub read: Option<&'a crate::layer::Inputs>,
+    pub read: Option<&'a Inputs>,
 }
 
 impl Source<'_> {
@@ -111,7 +198,7 @@ impl Source<'_> {
 /// The digests of every one of `paths` when all are known (so a cache key
 /// can be made without reading any file); the files are stat'ed in
 /// parallel.
-pub fn all_known(paths: &[PathBuf]) -> Option<crate::layer::Inputs> {
+pub fn all_known(paths: &[PathBuf]) -> Option<Inputs> {
     use rayon::prelude::*;
     let found: Option<Vec<Arc<Digests>>> = paths
         .par_iter()

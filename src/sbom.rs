@@ -1,9 +1,8 @@
 //! What an image is made of, for scanners and auditors.
 //!
-//! - [`package_metadata`]: distroless-style `/var/lib/dpkg/status.d/<package>`
-//!   control stanzas and `<package>.md5sums` file lists for every Debian
-//!   package that owns a file of the image, so that Trivy, Grype and Syft
-//!   find the packages in the image itself.
+//! It describes and adds nothing: the package metadata files scanners read
+//! are put into the image by the plan ([`crate::plan::packages`]).
+//!
 //! - [`spdx`]: an SPDX 2.3 JSON document for one platform's image: every
 //!   regular file with its SHA-1 and SHA-256, the Debian packages, and the
 //!   Go modules recorded in Go programs. Deterministic: the same plan, epoch
@@ -21,133 +20,15 @@ use sha2::{Digest, Sha256};
 use crate::dpkg::{DpkgDb, Package};
 use crate::error::{Error, IoResultExt, Result};
 use crate::gobuildinfo::{self, BuildInfo};
-use crate::oci;
+use crate::plan::packages::owners;
 use crate::plan::{ItemKind, Plan};
 use crate::platform::Platform;
 use crate::recipe::ImagePath;
 use crate::timefmt::rfc3339;
 
-/// Where [`package_metadata`] puts its files in the image.
-pub const STATUS_D: &str = "/var/lib/dpkg/status.d";
 /// The SPDX identifier of the image's own package.
 pub const IMAGE_SPDX_ID: &str = "SPDXRef-Image";
 const NOASSERTION: &str = "NOASSERTION";
-
-/// A Debian package and the image files it owns.
-struct Owned<'a> {
-    db: &'a DpkgDb,
-    pkg: &'a Package,
-    /// (image path, host path, path as the package lists it), sorted by
-    /// image path.
-    files: Vec<(&'a ImagePath, &'a Path, PathBuf)>,
-}
-
-/// The packages owning the plan's regular files, keyed by (name,
-/// architecture, version). A file belongs to the first database that owns it.
-fn owners<'a>(
-    plan: &'a Plan,
-    dbs: &'a [DpkgDb],
-) -> BTreeMap<(&'a str, &'a str, &'a str), Owned<'a>> {
-    let mut out: BTreeMap<(&str, &str, &str), Owned> = BTreeMap::new();
-    for (path, item) in &plan.entries {
-        let ItemKind::File { src, .. } = &item.kind else {
-            continue;
-        };
-        let Some((db, (pkg, listed))) = dbs
-            .iter()
-            .find_map(|db| db.owner_entry(src).map(|found| (db, found)))
-        else {
-            continue;
-        };
-        out.entry((&pkg.name, &pkg.architecture, &pkg.version))
-            .or_insert_with(|| Owned {
-                db,
-                pkg,
-                files: Vec::new(),
-            })
-            .files
-            .push((path, src.as_path(), listed));
-    }
-    out
-}
-
-/// The status.d file name of each owned package: its name, or
-/// "name:arch" when two architectures of one package own image files.
-fn status_names(owned: &BTreeMap<(&str, &str, &str), Owned>) -> Result<Vec<String>> {
-    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-    for o in owned.values() {
-        *count.entry(&o.pkg.name).or_default() += 1;
-    }
-    let mut seen: BTreeMap<String, &Owned> = BTreeMap::new();
-    let mut names = Vec::new();
-    for o in owned.values() {
-        let name = if count[o.pkg.name.as_str()] > 1 {
-            o.pkg.qualified_name()
-        } else {
-            o.pkg.name.clone()
-        };
-        if let Some(other) = seen.get(&name) {
-            return Err(Error::msg(format!(
-                "generate package metadata: package {} owns image files in two versions, \
-                 {} (dpkg database in {}) and {} (dpkg database in {})",
-                o.pkg.qualified_name(),
-                other.pkg.version,
-                other.db.root().display(),
-                o.pkg.version,
-                o.db.root().display()
-            )));
-        }
-        seen.insert(name.clone(), o);
-        names.push(name);
-    }
-    Ok(names)
-}
-
-/// Distroless-style dpkg metadata for the packages that own the plan's
-/// files: for each, `/var/lib/dpkg/status.d/<package>` (its control stanza)
-/// and `/var/lib/dpkg/status.d/<package>.md5sums` (`<md5>  <path>` lines for
-/// exactly its files in the image, paths as in the image without the
-/// leading "/", sorted). Keys are image paths. Empty when no database owns
-/// a file.
-pub fn package_metadata(plan: &Plan, dbs: &[DpkgDb]) -> Result<BTreeMap<String, Vec<u8>>> {
-    let owned = owners(plan, dbs);
-    let names = status_names(&owned)?;
-    let mut out = BTreeMap::new();
-    for (o, name) in owned.values().zip(names) {
-        let mut stanza = o.pkg.stanza.clone().into_bytes();
-        if !stanza.ends_with(b"\n") {
-            stanza.push(b'\n');
-        }
-        out.insert(format!("{STATUS_D}/{name}"), stanza);
-        // dpkg's own record of each file (what `dpkg --verify` checks);
-        // a file it has none for (a conffile) is hashed here.
-        let recorded = o.db.md5sums(o.pkg)?;
-        let mut sums = String::new();
-        for (path, src, listed) in &o.files {
-            let md5 = match recorded.get(listed) {
-                Some(md5) => *md5,
-                None => crate::digest::md5_of(src)?,
-            };
-            sums.push_str(&format!("{}  {}\n", hex(&md5), path.rel()));
-        }
-        out.insert(format!("{STATUS_D}/{name}.md5sums"), sums.into_bytes());
-    }
-    Ok(out)
-}
-
-/// The copyright files of the packages that own the plan's files, for
-/// putting into the image beside [`package_metadata`]: image path
-/// (`/usr/share/doc/<package>/copyright`) → host path. Packages without a
-/// copyright file in their root are left out.
-pub fn copyright_files(plan: &Plan, dbs: &[DpkgDb]) -> BTreeMap<String, PathBuf> {
-    owners(plan, dbs)
-        .values()
-        .filter_map(|o| {
-            let host = o.db.copyright_path(o.pkg)?;
-            Some((format!("/usr/share/doc/{}/copyright", o.pkg.name), host))
-        })
-        .collect()
-}
 
 /// What [`spdx`] reads that the plan does not hold, as one digest: each
 /// database's root and distribution, and the licenses of the packages
@@ -169,7 +50,7 @@ pub fn outside_facts(plan: &Plan, dbs: &[DpkgDb]) -> String {
             license
         ));
     }
-    crate::layer::digest_of(text.as_bytes())
+    crate::digest::Digest::of(text.as_bytes()).to_string()
 }
 
 /// What [`spdx`] learns from the input files and the package database
@@ -251,7 +132,7 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
     let digest_hex = input
         .manifest_digest
         .strip_prefix("sha256:")
-        .filter(|_| oci::valid_digest(input.manifest_digest))
+        .filter(|_| crate::digest::Digest::parse(input.manifest_digest).is_ok())
         .ok_or_else(|| {
             fail(format!(
                 "{:?} is not a sha256 digest",
@@ -690,6 +571,7 @@ fn depends(p: &Package) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::packages::{copyright_files, package_metadata};
     use crate::plan::Item;
     use std::os::unix::fs::symlink;
     use std::sync::Arc;

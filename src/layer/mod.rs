@@ -20,9 +20,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use crate::layer::compress::{Compression, Compressor};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use tar::{EntryType, Header};
 
+use crate::digest::{Digest, Inputs};
 use crate::error::{Error, IoResultExt, Result};
 use crate::plan::{ItemKind, Plan};
 use crate::recipe::ImagePath;
@@ -41,10 +42,10 @@ pub const MAX_EPOCH: u64 = 0o777_7777_7777;
 /// What a finished layer blob is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerInfo {
-    /// "sha256:…" of the compressed bytes.
-    pub digest: String,
-    /// "sha256:…" of the uncompressed tar.
-    pub diff_id: String,
+    /// Of the compressed bytes.
+    pub digest: Digest,
+    /// Of the uncompressed tar.
+    pub diff_id: Digest,
     /// Compressed size.
     pub size: u64,
     pub media_type: &'static str,
@@ -66,10 +67,10 @@ impl<W: Write> HashWriter<W> {
         }
     }
 
-    /// ("sha256:<hex>", bytes written, inner writer).
-    pub fn finish(self) -> (String, u64, W) {
+    /// (the digest, bytes written, inner writer).
+    pub fn finish(self) -> (Digest, u64, W) {
         (
-            sha256_name(self.hasher.finalize().as_slice()),
+            Digest::from_sha256(self.hasher.finalize().as_slice()),
             self.count,
             self.inner,
         )
@@ -87,16 +88,6 @@ impl<W: Write> Write for HashWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// "sha256:" + lowercase hex.
-pub fn sha256_name(hash: &[u8]) -> String {
-    format!("sha256:{}", crate::digest::hex(hash))
-}
-
-/// sha256 digest of bytes in memory.
-pub fn digest_of(bytes: &[u8]) -> String {
-    sha256_name(Sha256::digest(bytes).as_slice())
 }
 
 /// Write the layer for `plan` into `out` (a new temporary file), return its
@@ -205,7 +196,7 @@ fn hashed_tar<W: Write>(
     epoch: u64,
     progress: &crate::progress::Progress,
     out: W,
-) -> Result<(String, u64, W, Inputs)> {
+) -> Result<(Digest, u64, W, Inputs)> {
     let mut tar = HashWriter::new(out);
     let inputs = write_tar(
         plan,
@@ -233,7 +224,7 @@ struct Batch {
 }
 
 /// A hasher thread's work: one digest per file, in the order of the files.
-fn hash_files<D: Digest>(rx: Receiver<Batch>) -> Vec<Vec<u8>> {
+fn hash_files<D: sha2::Digest>(rx: Receiver<Batch>) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut h = D::new();
     for batch in rx {
@@ -319,11 +310,6 @@ impl<'h> Batcher<'h> {
         self.filled = 0;
     }
 }
-
-/// The content digests of a layer's input files as the layer pass read
-/// them: what the cache key and the SBOM must describe, whatever the files
-/// hold by the time those are made.
-pub type Inputs = std::collections::BTreeMap<std::path::PathBuf, Arc<crate::digest::Digests>>;
 
 /// How the layer pass met one input file.
 enum ReadAs {

@@ -4,6 +4,7 @@
 //! layer writer turns it into bytes without looking anything else up.
 
 pub mod ldcache;
+pub mod packages;
 pub mod runtime;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,55 @@ pub struct Item {
     pub why: String,
     /// The recipe set the mode or kind explicitly (a `[[dir]]`), not implied.
     pub explicit: bool,
+}
+
+impl Item {
+    /// An entry owned by root (uid and gid 0), implied rather than declared.
+    pub fn new(kind: ItemKind, mode: u32, why: impl Into<String>) -> Item {
+        Item {
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            why: why.into(),
+            explicit: false,
+        }
+    }
+
+    /// A regular file copied from the host path `src`, mode 0644.
+    pub fn file(src: PathBuf, size: u64, why: impl Into<String>) -> Item {
+        Item::new(ItemKind::File { src, size }, FILE_MODE, why)
+    }
+
+    /// A regular file bareroot writes itself, mode 0644.
+    pub fn data(bytes: impl Into<std::sync::Arc<[u8]>>, why: impl Into<String>) -> Item {
+        Item::new(
+            ItemKind::Data {
+                bytes: bytes.into(),
+            },
+            FILE_MODE,
+            why,
+        )
+    }
+
+    /// A directory, mode 0755.
+    pub fn dir(why: impl Into<String>) -> Item {
+        Item::new(ItemKind::Dir, DIR_MODE, why)
+    }
+
+    /// The same entry with these permission bits.
+    pub fn with_mode(self, mode: u32) -> Item {
+        Item { mode, ..self }
+    }
+
+    /// The same entry, as declared: its mode and kind are the recipe's (or
+    /// bareroot's own) choice, not implied.
+    pub fn explicit(self) -> Item {
+        Item {
+            explicit: true,
+            ..self
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

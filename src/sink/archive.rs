@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use crate::digest::Digest;
 use crate::error::{Error, IoResultExt, Result};
 use crate::layer;
-use crate::oci::{self, FoundImage};
+use crate::oci::{self, FoundImage, Layout};
 use crate::plan::{Item, ItemKind, Plan, FILE_MODE};
 use crate::recipe::ImagePath;
 
@@ -40,27 +41,19 @@ pub fn write_oci_archive(layout: &Path, dest: &Path, epoch: u64) -> Result<()> {
 /// (`blobs/sha256/<hex>`, the layout Docker 25 itself saves), so the
 /// compressed layer is stored as it is.
 pub fn write_docker_archive(
-    layout: &Path,
+    layout: &Layout,
     image: &FoundImage,
     repo_tag: &str,
     dest: &Path,
     epoch: u64,
 ) -> Result<()> {
-    let blob = |d: &str| -> Result<(String, PathBuf)> {
-        if !oci::valid_digest(d) {
-            return Err(Error::msg(format!(
-                "write docker archive: invalid digest {d:?}"
-            )));
-        }
-        let name = format!("blobs/sha256/{}", &d[7..]);
-        Ok((name.clone(), layout.join(&name)))
-    };
+    let blob = |d: &Digest| (format!("blobs/sha256/{}", d.hex()), layout.blob_path(d));
     let mut plan = Plan::default();
-    let (config_name, config_path) = blob(&image.manifest.config.digest)?;
+    let (config_name, config_path) = blob(&image.manifest.config.digest);
     add_file(&mut plan, &config_name, &config_path)?;
     let mut layers = Vec::new();
     for l in &image.manifest.layers {
-        let (name, path) = blob(&l.digest)?;
+        let (name, path) = blob(&l.digest);
         add_file(&mut plan, &name, &path)?;
         layers.push(name);
     }
@@ -75,7 +68,7 @@ pub fn write_docker_archive(
         .rootfs
         .diff_ids
         .last()
-        .map(|d| d.trim_start_matches("sha256:").to_string())
+        .map(|d| d.hex().to_string())
         .unwrap_or_default();
     let mut tags = BTreeMap::new();
     tags.insert(tag.to_string(), top_layer);

@@ -4,13 +4,12 @@
 use std::io::Read;
 use std::path::Path;
 
-use flate2::read::GzDecoder;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::sha256_name;
-use crate::oci::{self, Descriptor};
+use crate::oci::{self, Descriptor, FoundImage, Layout};
 
 /// One file of a layer.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -32,19 +31,19 @@ pub struct FileEntry {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerReport {
-    pub digest: String,
+    pub digest: Digest,
     #[serde(rename = "mediaType")]
     pub media_type: String,
     pub size: u64,
-    pub diff_id: String,
+    pub diff_id: Digest,
     pub files: Vec<FileEntry>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ImageReport {
     pub platform: String,
-    pub manifest: String,
-    pub config_digest: String,
+    pub manifest: Digest,
+    pub config_digest: Digest,
     pub config: serde_json::Value,
     pub layers: Vec<LayerReport>,
 }
@@ -54,7 +53,7 @@ pub struct Report {
     /// The `org.opencontainers.image.ref.name` of the top descriptor.
     #[serde(rename = "ref")]
     pub reference: Option<String>,
-    pub digest: String,
+    pub digest: Digest,
     #[serde(rename = "mediaType")]
     pub media_type: String,
     pub images: Vec<ImageReport>,
@@ -62,11 +61,12 @@ pub struct Report {
 
 /// Read and check every image in a layout.
 pub fn inspect(layout: &Path) -> Result<Vec<Report>> {
+    let layout = Layout::open(layout)?;
     let mut reports = Vec::new();
-    for (top, found) in oci::images(layout)? {
+    for (top, found) in layout.images()? {
         let mut images = Vec::new();
         for f in &found {
-            images.push(image(layout, f)?);
+            images.push(image(&layout, f)?);
         }
         reports.push(Report {
             reference: top.annotations.get(oci::ANNOTATION_REF_NAME).cloned(),
@@ -78,7 +78,7 @@ pub fn inspect(layout: &Path) -> Result<Vec<Report>> {
     Ok(reports)
 }
 
-fn image(layout: &Path, f: &oci::FoundImage) -> Result<ImageReport> {
+fn image(layout: &Layout, f: &FoundImage) -> Result<ImageReport> {
     let fail = |m: String| Error::msg(format!("inspect manifest {}: {m}", f.descriptor.digest));
     let raw_config: serde_json::Value =
         serde_json::from_slice(&f.config_raw).map_err(|e| fail(format!("config: {e}")))?;
@@ -111,29 +111,10 @@ fn image(layout: &Path, f: &oci::FoundImage) -> Result<ImageReport> {
     })
 }
 
-/// A reader of a layer's uncompressed tar bytes.
-pub fn layer_reader(layout: &Path, l: &Descriptor) -> Result<Box<dyn Read>> {
-    let bytes = oci::read_blob(layout, &l.digest)?;
-    match l.media_type.as_str() {
-        crate::layer::MEDIA_TYPE_GZIP | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
-            Ok(Box::new(GzDecoder::new(std::io::Cursor::new(bytes))))
-        }
-        crate::layer::MEDIA_TYPE_ZSTD => Ok(Box::new(
-            zstd::stream::read::Decoder::new(std::io::Cursor::new(bytes))
-                .map_err(|e| Error::msg(format!("read layer {}: {e}", l.digest)))?,
-        )),
-        crate::layer::MEDIA_TYPE_TAR => Ok(Box::new(std::io::Cursor::new(bytes))),
-        other => Err(Error::msg(format!(
-            "read layer {}: unsupported media type {other}",
-            l.digest
-        ))),
-    }
-}
-
 /// List a layer's entries and hash its uncompressed bytes.
-fn read_layer(layout: &Path, l: &Descriptor) -> Result<(Vec<FileEntry>, String)> {
+fn read_layer(layout: &Layout, l: &Descriptor) -> Result<(Vec<FileEntry>, Digest)> {
     let fail = |m: String| Error::msg(format!("read layer {}: {m}", l.digest));
-    let raw = layer_reader(layout, l)?;
+    let raw = layout.layer_reader(l)?;
     let mut hashing = HashReader {
         inner: raw,
         hasher: Sha256::new(),
@@ -174,7 +155,10 @@ fn read_layer(layout: &Path, l: &Descriptor) -> Result<(Vec<FileEntry>, String)>
     }
     // Hash whatever follows the end-of-archive marker too.
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| fail(e.to_string()))?;
-    Ok((files, sha256_name(hashing.hasher.finalize().as_slice())))
+    Ok((
+        files,
+        Digest::from_sha256(hashing.hasher.finalize().as_slice()),
+    ))
 }
 
 struct HashReader<R> {

@@ -24,8 +24,10 @@ use base64::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
+use crate::digest::Digest;
 use crate::error::{Error, IoResultExt, Result};
-use crate::oci::{self, Descriptor, Index, Manifest};
+use crate::oci::read::Node;
+use crate::oci::{self, Descriptor, Index, Layout, Manifest};
 
 /// Blobs up to this size go up in one PUT; larger ones in chunks of it.
 pub const CHUNK_SIZE: u64 = 32 << 20;
@@ -40,7 +42,7 @@ pub struct Reference {
     pub registry: String,
     pub repository: String,
     pub tag: Option<String>,
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl FromStr for Reference {
@@ -49,8 +51,10 @@ impl FromStr for Reference {
     fn from_str(s: &str) -> Result<Reference> {
         let bad = |m: &str| Error::msg(format!("parse image reference {s:?}: {m}"));
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) if oci::valid_digest(d) => (r, Some(d.to_string())),
-            Some(_) => return Err(bad("the digest must be sha256:<64 hex digits>")),
+            Some((r, d)) => match Digest::parse(d) {
+                Ok(d) => (r, Some(d)),
+                Err(_) => return Err(bad("the digest must be sha256:<64 hex digits>")),
+            },
             None => (s, None),
         };
         if rest.is_empty() {
@@ -138,10 +142,10 @@ pub struct PushOptions {
 }
 
 /// What a push did, per reference.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushReport {
     pub reference: String,
-    pub digest: String,
+    pub digest: Digest,
     pub blobs_uploaded: usize,
     pub bytes_uploaded: u64,
     pub blobs_present: usize,
@@ -166,82 +170,61 @@ struct Image {
 }
 
 fn read_image(layout: &Path) -> Result<Image> {
-    let fail = |m: String| Error::msg(format!("read image layout {}: {m}", layout.display()));
-    let index_path = layout.join("index.json");
-    let bytes = std::fs::read(&index_path).with_path("read", &index_path)?;
-    let index: Index =
-        serde_json::from_slice(&bytes).map_err(|e| fail(format!("index.json: {e}")))?;
-    let images: Vec<&Descriptor> = index
-        .manifests
-        .iter()
-        .filter(|d| d.artifact_type.is_none())
-        .collect();
-    let top = match images.as_slice() {
+    let layout = Layout::open(layout)?;
+    let fail = |m: &str| {
+        Error::msg(format!(
+            "read image layout {}: {m}",
+            layout.root().display()
+        ))
+    };
+    let tops: Vec<&Descriptor> = layout.tops().collect();
+    let top = match tops.as_slice() {
         [one] => (*one).clone(),
-        [] => return Err(fail("index.json lists no image".into())),
+        [] => return Err(fail("index.json lists no image")),
         _ => {
             return Err(fail(
-                "index.json lists several images; push one layout per image".into(),
+                "index.json lists several images; push one layout per image",
             ))
         }
     };
-    let content = |d: &Descriptor| -> Result<Content> {
-        if !oci::valid_digest(&d.digest) {
-            return Err(fail(format!("invalid digest {:?}", d.digest)));
-        }
-        Ok(Content {
-            descriptor: d.clone(),
-            path: layout.join("blobs/sha256").join(&d.digest[7..]),
-        })
+    let content = |d: &Descriptor| Content {
+        descriptor: d.clone(),
+        path: layout.blob_path(&d.digest),
     };
     let mut blobs: Vec<Content> = Vec::new();
-    let mut manifests = Vec::new();
-    let add_manifest = |d: &Descriptor, blobs: &mut Vec<Content>| -> Result<()> {
-        let m: Manifest = serde_json::from_slice(&oci::read_blob(layout, &d.digest)?)
-            .map_err(|e| fail(format!("manifest {}: {e}", d.digest)))?;
+    let mut add_blobs = |m: &Manifest| {
         for b in std::iter::once(&m.config).chain(&m.layers) {
             if !blobs.iter().any(|x| x.descriptor.digest == b.digest) {
-                blobs.push(content(b)?);
+                blobs.push(content(b));
             }
+        }
+    };
+    // Children before the index that lists them; the top goes last.
+    let mut manifests = Vec::new();
+    layout.walk(&top, true, &mut |d, node| {
+        if let Node::Manifest(m) = node {
+            add_blobs(m);
+        }
+        if d.digest != top.digest {
+            manifests.push(content(d));
         }
         Ok(())
-    };
-    match top.media_type.as_str() {
-        oci::MEDIA_TYPE_MANIFEST => add_manifest(&top, &mut blobs)?,
-        oci::MEDIA_TYPE_INDEX => {
-            let inner: Index = serde_json::from_slice(&oci::read_blob(layout, &top.digest)?)
-                .map_err(|e| fail(format!("index {}: {e}", top.digest)))?;
-            for m in &inner.manifests {
-                if m.media_type != oci::MEDIA_TYPE_MANIFEST {
-                    return Err(fail(format!(
-                        "unsupported nested media type {}",
-                        m.media_type
-                    )));
-                }
-                add_manifest(m, &mut blobs)?;
-                manifests.push(content(m)?);
-            }
-        }
-        other => return Err(fail(format!("unsupported media type {other}"))),
-    }
+    })?;
     let mut referrers = Vec::new();
-    for d in index.manifests.iter().filter(|d| d.artifact_type.is_some()) {
-        let m: Manifest = serde_json::from_slice(&oci::read_blob(layout, &d.digest)?)
-            .map_err(|e| fail(format!("artifact {}: {e}", d.digest)))?;
+    for d in layout.artifacts() {
+        let Node::Manifest(m) = layout.node(d)? else {
+            return Err(fail(&format!("artifact {} is not a manifest", d.digest)));
+        };
         let Some(subject) = m.subject.clone() else {
             continue;
         };
-        for b in std::iter::once(&m.config).chain(&m.layers) {
-            if !blobs.iter().any(|x| x.descriptor.digest == b.digest) {
-                blobs.push(content(b)?);
-            }
-        }
-        referrers.push((content(d)?, subject));
+        add_blobs(&m);
+        referrers.push((content(d), subject));
     }
     Ok(Image {
         blobs,
         manifests,
-        top: content(&top)?,
+        top: content(&top),
         referrers,
     })
 }
@@ -265,8 +248,12 @@ pub fn push(layout: &Path, refs: &[Reference], opts: &PushOptions) -> Result<Vec
         let mut client = Client::new(&registry, &repository, opts)?;
         let mount_from = pushed_to.get(&registry).and_then(|v| v.first().cloned());
         let mut report = PushReport {
+            reference: String::new(),
             digest: image.top.descriptor.digest.clone(),
-            ..Default::default()
+            blobs_uploaded: 0,
+            bytes_uploaded: 0,
+            blobs_present: 0,
+            blobs_mounted: 0,
         };
         for blob in &image.blobs {
             client
@@ -275,7 +262,7 @@ pub fn push(layout: &Path, refs: &[Reference], opts: &PushOptions) -> Result<Vec
         }
         for m in image.manifests.iter().chain(std::iter::once(&image.top)) {
             client
-                .put_manifest(m, &m.descriptor.digest)
+                .put_manifest(m, m.descriptor.digest.as_str())
                 .map_err(|e| e.context(format!("push {registry}/{repository}")))?;
         }
         client
@@ -531,13 +518,13 @@ impl<'o> Client<'o> {
                     }
                     offset += len;
                 }
-                let url = with_query(&location, "digest", &d.digest);
+                let url = with_query(&location, "digest", d.digest.as_str());
                 let r = self
                     .request("PUT", &url, &[("Content-Length", "0".into())], Body::Empty)
                     .map_err(Retry::fatal)?;
                 self.finish_upload(&what, &r, &d.digest)
             } else {
-                let url = with_query(&location, "digest", &d.digest);
+                let url = with_query(&location, "digest", d.digest.as_str());
                 let headers = [("Content-Type", "application/octet-stream".to_string())];
                 let body = Body::File {
                     path: &blob.path,
@@ -559,12 +546,17 @@ impl<'o> Client<'o> {
         Ok(())
     }
 
-    fn finish_upload(&self, what: &str, r: &Reply, digest: &str) -> std::result::Result<(), Retry> {
+    fn finish_upload(
+        &self,
+        what: &str,
+        r: &Reply,
+        digest: &Digest,
+    ) -> std::result::Result<(), Retry> {
         if r.status != 201 {
             return Err(self.session_error(what, r.status, &r.body));
         }
         match &r.digest {
-            Some(got) if got != digest => Err(Retry::fatal(Error::msg(format!(
+            Some(got) if got != digest.as_str() => Err(Retry::fatal(Error::msg(format!(
                 "{what}: the registry stored it as {got}"
             )))),
             _ => Ok(()),
@@ -575,9 +567,9 @@ impl<'o> Client<'o> {
     /// itself answers with `OCI-Subject`; for others, the referrers tag
     /// schema: a tag `sha256-<subject hex>` naming an index of them.
     fn push_referrers(&mut self, referrers: &[(Content, Descriptor)]) -> Result<()> {
-        let mut fallback: BTreeMap<String, Vec<Descriptor>> = BTreeMap::new();
+        let mut fallback: BTreeMap<Digest, Vec<Descriptor>> = BTreeMap::new();
         for (artifact, subject) in referrers {
-            let handled = self.put_manifest_reply(artifact, &artifact.descriptor.digest)?;
+            let handled = self.put_manifest_reply(artifact, artifact.descriptor.digest.as_str())?;
             if !handled {
                 fallback
                     .entry(subject.digest.clone())
@@ -592,7 +584,7 @@ impl<'o> Client<'o> {
                 manifests: list,
                 annotations: BTreeMap::new(),
             };
-            let tag = format!("sha256-{}", &subject[7..]);
+            let tag = format!("sha256-{}", subject.hex());
             self.put_manifest_bytes(oci::MEDIA_TYPE_INDEX, &oci::canonical_json(&index), &tag)?;
         }
         Ok(())
@@ -604,7 +596,7 @@ impl<'o> Client<'o> {
         let bytes = std::fs::read(&m.path).with_path("read", &m.path)?;
         let r = self.put_manifest_bytes(&m.descriptor.media_type, &bytes, reference)?;
         match &r.digest {
-            Some(got) if got != &m.descriptor.digest => Err(Error::msg(format!(
+            Some(got) if got != m.descriptor.digest.as_str() => Err(Error::msg(format!(
                 "put manifest {reference}: the registry computed {got}, not {}",
                 m.descriptor.digest
             ))),
@@ -875,7 +867,7 @@ impl<'o> Client<'o> {
         }
     }
 
-    fn start_bar(&mut self, digest: &str, size: u64) {
+    fn start_bar(&mut self, digest: &Digest, size: u64) {
         if self.opts.quiet || !std::io::stdout().is_terminal() {
             return;
         }
@@ -884,7 +876,7 @@ impl<'o> Client<'o> {
             ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        bar.set_message(format!("{} {}", &digest[7..19], self.repository));
+        bar.set_message(format!("{} {}", &digest.as_str()[..19], self.repository));
         self.bar = Some(bar);
     }
 }

@@ -15,9 +15,8 @@ use std::process::Command;
 
 use crate::error::{Error, IoResultExt, Result, ResultExt};
 use crate::loader::sysroot::{self, HostFs, Node};
-use crate::oci::{self, FoundImage};
+use crate::oci::Layout;
 use crate::platform::Platform;
-use crate::sink::inspect::layer_reader;
 use crate::toolchain::Toolchains;
 
 /// Where the qemu-user binary is placed inside a foreign rootfs.
@@ -38,9 +37,11 @@ pub struct RunOptions {
 
 /// Run the image at `layout`; the result is the program's exit code.
 pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<i32> {
-    let image = choose(layout, opts.platform.as_ref())?;
+    let ctx = || format!("run {}", layout.display());
+    let layout = Layout::open(layout).context_with(ctx)?;
+    let image = layout.choose(opts.platform.as_ref()).context_with(ctx)?;
     let platform: Platform = image.platform.display().parse()?;
-    let ctx = || format!("run {} for {platform}", layout.display());
+    let ctx = || format!("run {} for {platform}", layout.root().display());
     let toolchain = toolchains.get(&platform).context_with(ctx)?;
 
     let tmp = tempfile::Builder::new()
@@ -49,9 +50,7 @@ pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<
         .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir(&rootfs).with_path("create directory", &rootfs)?;
-    for l in &image.manifest.layers {
-        unpack(layout, l, &rootfs).context_with(ctx)?;
-    }
+    layout.unpack_image(&image, &rootfs).context_with(ctx)?;
 
     let c = &image.config.config;
     let mut argv: Vec<String> = match &opts.entrypoint {
@@ -122,64 +121,6 @@ pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
-}
-
-/// Pick one image of a layout: the one for `want`, else the host's, else
-/// the only one.
-pub fn choose(layout: &Path, want: Option<&Platform>) -> Result<FoundImage> {
-    let all: Vec<FoundImage> = oci::images(layout)?
-        .into_iter()
-        .flat_map(|(_, imgs)| imgs)
-        .collect();
-    let platform_of = |i: &FoundImage| i.platform.display().parse::<Platform>().ok();
-    let list = || {
-        all.iter()
-            .map(|i| i.platform.display())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if let Some(p) = want {
-        return all
-            .iter()
-            .find(|i| platform_of(i).as_ref() == Some(p))
-            .cloned()
-            .ok_or_else(|| {
-                Error::msg(format!(
-                    "run {}: no image for {p} (it has {})",
-                    layout.display(),
-                    list()
-                ))
-            });
-    }
-    let host = Platform::host();
-    if let Some(i) = all.iter().find(|i| platform_of(i).as_ref() == Some(&host)) {
-        return Ok(i.clone());
-    }
-    match all.as_slice() {
-        [only] => Ok(only.clone()),
-        [] => Err(Error::msg(format!(
-            "run {}: the layout holds no image",
-            layout.display()
-        ))),
-        _ => Err(Error::msg(format!(
-            "run {}: no image for the host ({host}); choose one with --platform ({})",
-            layout.display(),
-            list()
-        ))),
-    }
-}
-
-/// Unpack one layer into `rootfs`, refusing paths that leave it.
-pub fn unpack(layout: &Path, l: &oci::Descriptor, rootfs: &Path) -> Result<()> {
-    let reader = layer_reader(layout, l)?;
-    let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_overwrite(true);
-    archive.set_preserve_ownerships(unsafe { libc::geteuid() } == 0);
-    archive
-        .unpack(rootfs)
-        .map_err(|e| Error::msg(format!("unpack layer {}: {e}", l.digest)))
 }
 
 /// The program's path inside the rootfs: as given when absolute, else the

@@ -8,8 +8,12 @@ use crate::error::{Error, Result};
 use crate::loader::closure::{Dep, Resolver};
 use crate::loader::symbols::Checked;
 use crate::loader::sysroot;
+use crate::loader::Loader;
+use crate::oci::{FoundImage, Layout};
 use crate::plan::{ItemKind, Plan};
+use crate::platform::Platform;
 use crate::recipe::ImagePath;
+use crate::toolchain::Toolchains;
 
 /// Explain `target` (an absolute path in the image).
 pub fn explain(
@@ -18,10 +22,9 @@ pub fn explain(
     resolver: &Resolver,
     target: &str,
 ) -> Result<String> {
-    let path =
-        ImagePath::new(target).map_err(|m| Error::msg(format!("explain {target:?}: {m}")))?;
+    let path = ImagePath::new(target).map_err(Error::msg)?;
     let Some(item) = plan.entries.get(&path) else {
-        return Err(Error::msg(format!("explain {path}: not in the image")));
+        return Err(Error::msg("not in the image"));
     };
     let kind = match &item.kind {
         ItemKind::Dir => "directory",
@@ -100,6 +103,34 @@ fn chain(c: &Checked, dep: &Dep) -> Vec<String> {
     }
     steps.reverse();
     steps
+}
+
+/// Explain `target` in one image of a layout: the image is unpacked, its
+/// programs' closures are resolved inside it, and its package metadata
+/// names the packages its scanner files came from.
+pub fn explain_image(
+    layout: &Layout,
+    image: &FoundImage,
+    toolchains: &Toolchains,
+    target: &str,
+) -> Result<String> {
+    let p: Platform = image.platform.display().parse()?;
+    let toolchain = toolchains.get(&p)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("bareroot-why-")
+        .tempdir()
+        .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir(&rootfs).map_err(|e| Error::io("create directory", &rootfs, e))?;
+    layout.unpack_image(image, &rootfs)?;
+    let loader = Loader::of_rootfs(toolchain, &rootfs);
+    let resolver = loader.resolver();
+    let closures = image_closures(&resolver, &rootfs);
+    let plan = Plan::from_tree(
+        &rootfs,
+        "placed by the recipe; no program in the image loads it",
+    )?;
+    explain(&plan, &closures, &resolver, target)
 }
 
 /// Analyze an unpacked image as its own sysroot: every ELF program in it,

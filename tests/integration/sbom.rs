@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bareroot::build::{plan_platform, BuildOptions};
 use bareroot::dpkg::{parse_stanzas, DpkgDb};
-use bareroot::plan::{Item, ItemKind, Plan};
+use bareroot::plan::{packages, Item, ItemKind, Plan};
 use bareroot::platform::Platform;
 use bareroot::recipe::{ImagePath, Recipe};
 use bareroot::sbom::{self, SbomInput};
@@ -93,8 +93,8 @@ fn dpkg_md5s(package: &str, arch: &str) -> BTreeSet<String> {
 fn status_d_matches_host_dpkg() {
     let plan = host_plan();
     let dbs = host_dbs();
-    let meta = sbom::package_metadata(&plan, &dbs).unwrap();
-    assert_eq!(meta, sbom::package_metadata(&plan, &dbs).unwrap());
+    let meta = packages::package_metadata(&plan, &dbs).unwrap();
+    assert_eq!(meta, packages::package_metadata(&plan, &dbs).unwrap());
     let files = copied(&plan);
 
     let mut listed_anywhere = BTreeSet::new();
@@ -264,7 +264,7 @@ fn spdx_sbom_validates_and_names_packages_and_modules() {
     let tool = pyspdxtools();
     let dbs = host_dbs();
     let plan = host_plan();
-    let meta = sbom::package_metadata(&plan, &dbs).unwrap();
+    let meta = packages::package_metadata(&plan, &dbs).unwrap();
     let plan = with_metadata(plan, &meta);
     let platform = Platform::host();
     let input = SbomInput {

@@ -1,0 +1,108 @@
+//! Stage 1, plan: the recipe's entries and their closures for one platform
+//! (`plan::Planner` over the platform's [`Loader`]), then the Debian package
+//! metadata of the files that packages own (`plan::packages`). The dpkg
+//! database is read and indexed on another thread while closures resolve.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::{trace, BuildOptions};
+use crate::dpkg::DpkgDb;
+use crate::error::Result;
+use crate::loader::closure::Resolver;
+use crate::loader::symbols::Checked;
+use crate::loader::Loader;
+use crate::plan::{packages, ItemKind, Plan, Planner};
+use crate::platform::Platform;
+use crate::recipe::Recipe;
+use crate::toolchain::Toolchains;
+
+/// One platform's finished plan: every entry of the image, package
+/// metadata included, and the dpkg databases its files came from.
+pub struct Planned {
+    pub plan: Plan,
+    pub dbs: Vec<DpkgDb>,
+}
+
+/// Plan one platform's image.
+pub fn plan(
+    recipe: &Recipe,
+    platform: &Platform,
+    opts: &BuildOptions,
+    toolchains: &Toolchains,
+) -> Result<Planned> {
+    with_planned(recipe, platform, opts, toolchains, |planned, _, _| {
+        Ok(planned)
+    })
+}
+
+/// Plan one platform's image and hand the result, with every closure found
+/// and the resolver that found them, to `f` (`why` needs all three).
+pub fn with_planned<T>(
+    recipe: &Recipe,
+    platform: &Platform,
+    opts: &BuildOptions,
+    toolchains: &Toolchains,
+    f: impl FnOnce(Planned, &[Checked], &Resolver) -> Result<T>,
+) -> Result<T> {
+    let t0 = std::time::Instant::now();
+    let toolchain = toolchains.get(platform)?;
+    let given = opts
+        .sysroots
+        .get(platform)
+        .or_else(|| recipe.sysroots.get(platform));
+    let loader = Loader::for_build(toolchain, given.map(PathBuf::as_path))?
+        .with_dlopen(recipe.runtime.dlopen);
+    let resolver = loader.resolver();
+    // The dpkg database of the sysroot named, else the host's: the cross
+    // tree has none, and the host's knows the multiarch packages of every
+    // architecture.
+    let roots: Vec<PathBuf> = match given {
+        Some(dir) => vec![dir.clone()],
+        None => vec![PathBuf::from("/")],
+    };
+    let (planned, ahead) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let ahead = roots
+                .iter()
+                .map(|r| DpkgDb::read_ahead(r))
+                .collect::<Vec<_>>();
+            trace("dpkg read ahead", t0);
+            ahead
+        });
+        let planner = Planner::new(recipe, platform, toolchain, &resolver)
+            .with_sysroot(loader.description().to_string());
+        let planned = planner.plan_with_closures();
+        trace("closures resolved", t0);
+        (planned, reader.join().unwrap_or_default())
+    });
+    let (mut plan, closures) = planned?;
+    trace("planner", t0);
+    let names = indexed_names(&plan);
+    let mut dbs = Vec::new();
+    for (i, r) in roots.iter().enumerate() {
+        if let Some(db) = DpkgDb::load_with(r, Some(&names), ahead.get(i))? {
+            dbs.push(db);
+        }
+    }
+    trace("dpkg load", t0);
+    packages::add(&mut plan, &dbs)?;
+    trace("package metadata", t0);
+    f(Planned { plan, dbs }, &closures, &resolver)
+}
+
+/// The file names the dpkg index needs to know: the image's files, and the
+/// copyright files and os-release that package metadata adds.
+fn indexed_names(plan: &Plan) -> HashSet<OsString> {
+    let mut names: HashSet<OsString> = plan
+        .entries
+        .values()
+        .filter_map(|i| match &i.kind {
+            ItemKind::File { src, .. } => src.file_name().map(OsString::from),
+            _ => None,
+        })
+        .collect();
+    names.extend(["copyright", "os-release"].map(OsString::from));
+    names
+}

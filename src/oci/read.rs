@@ -1,0 +1,299 @@
+//! The one reader of an OCI image layout, for every command that reads one
+//! (inspect, run, why, the archives, push): `index.json`, then one walk over
+//! the descriptors it names (nested indexes included), each blob checked
+//! against its digest before it is parsed. A digest is a [`Digest`], checked
+//! when the JSON is parsed, so no string from a layout ever becomes a path
+//! unchecked.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+
+use super::{
+    Descriptor, ImageConfigJson, Index, Manifest, OciPlatform, ANNOTATION_REF_NAME,
+    MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
+};
+use crate::digest::Digest;
+use crate::error::{Error, IoResultExt, Result};
+use crate::platform::Platform;
+
+/// Indexes nest at most this deep below `index.json`.
+const MAX_DEPTH: usize = 4;
+
+/// An image layout on disk, its `index.json` read.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+    index: Index,
+}
+
+/// One image found in a layout.
+#[derive(Clone, Debug)]
+pub struct FoundImage {
+    /// The top descriptor's ref name (tag), if any.
+    pub reference: Option<String>,
+    /// Its platform: from the descriptor, else from the config.
+    pub platform: OciPlatform,
+    pub descriptor: Descriptor,
+    pub manifest: Manifest,
+    pub config: ImageConfigJson,
+    /// The config blob exactly as stored.
+    pub config_raw: Vec<u8>,
+}
+
+/// A parsed manifest or index met on a walk.
+pub enum Node {
+    Index(Index),
+    Manifest(Box<Manifest>),
+}
+
+impl Layout {
+    /// Read `root/index.json`.
+    pub fn open(root: &Path) -> Result<Layout> {
+        let index_path = root.join("index.json");
+        let bytes = std::fs::read(&index_path).with_path("read", &index_path)?;
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::msg(format!(
+                "read image layout {}: index.json: {e}",
+                root.display()
+            ))
+        })?;
+        Ok(Layout {
+            root: root.to_path_buf(),
+            index,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The images `index.json` lists (not the artifacts about them).
+    pub fn tops(&self) -> impl Iterator<Item = &Descriptor> {
+        self.index
+            .manifests
+            .iter()
+            .filter(|d| d.artifact_type.is_none())
+    }
+
+    /// The artifact manifests `index.json` lists (attached SBOMs).
+    pub fn artifacts(&self) -> impl Iterator<Item = &Descriptor> {
+        self.index
+            .manifests
+            .iter()
+            .filter(|d| d.artifact_type.is_some())
+    }
+
+    /// Where the blob `digest` is stored (it may not exist).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// A blob's bytes, checked against its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let p = self.blob_path(digest);
+        let bytes = std::fs::read(&p).with_path("read blob", &p)?;
+        if Digest::of(&bytes) != *digest {
+            return Err(Error::msg(format!(
+                "read blob {}: content does not match its digest",
+                p.display()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// The manifest or index `desc` points at, parsed.
+    pub fn node(&self, desc: &Descriptor) -> Result<Node> {
+        let fail = |m: String| Error::msg(format!("read {} {}: {m}", desc.media_type, desc.digest));
+        let bytes = self.read_blob(&desc.digest)?;
+        match desc.media_type.as_str() {
+            MEDIA_TYPE_INDEX => serde_json::from_slice(&bytes)
+                .map(Node::Index)
+                .map_err(|e| fail(e.to_string())),
+            MEDIA_TYPE_MANIFEST => serde_json::from_slice(&bytes)
+                .map(|m| Node::Manifest(Box::new(m)))
+                .map_err(|e| fail(e.to_string())),
+            other => Err(fail(format!("unsupported media type {other}"))),
+        }
+    }
+
+    /// Visit `desc` and everything below it, children before the index that
+    /// lists them (the order a registry accepts them in). `artifacts`: also
+    /// descend into an index's artifact manifests.
+    pub fn walk(
+        &self,
+        desc: &Descriptor,
+        artifacts: bool,
+        visit: &mut dyn FnMut(&Descriptor, &Node) -> Result<()>,
+    ) -> Result<()> {
+        self.walk_at(desc, artifacts, visit, 0)
+    }
+
+    fn walk_at(
+        &self,
+        desc: &Descriptor,
+        artifacts: bool,
+        visit: &mut dyn FnMut(&Descriptor, &Node) -> Result<()>,
+        depth: usize,
+    ) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(Error::msg(format!(
+                "read {} {}: indexes nested too deeply",
+                desc.media_type, desc.digest
+            )));
+        }
+        let node = self.node(desc)?;
+        if let Node::Index(index) = &node {
+            for m in &index.manifests {
+                if artifacts || m.artifact_type.is_none() {
+                    self.walk_at(m, artifacts, visit, depth + 1)?;
+                }
+            }
+        }
+        visit(desc, &node)
+    }
+
+    /// Every image of the layout, by top descriptor, digests checked.
+    pub fn images(&self) -> Result<Vec<(Descriptor, Vec<FoundImage>)>> {
+        let mut out = Vec::new();
+        for top in self.tops() {
+            let reference = top.annotations.get(ANNOTATION_REF_NAME).cloned();
+            let mut found = Vec::new();
+            self.walk(top, false, &mut |desc, node| {
+                if let Node::Manifest(manifest) = node {
+                    found.push(self.found(desc, manifest, &reference)?);
+                }
+                Ok(())
+            })?;
+            out.push((top.clone(), found));
+        }
+        Ok(out)
+    }
+
+    fn found(
+        &self,
+        desc: &Descriptor,
+        manifest: &Manifest,
+        reference: &Option<String>,
+    ) -> Result<FoundImage> {
+        let config_raw = self.read_blob(&manifest.config.digest)?;
+        let config: ImageConfigJson = serde_json::from_slice(&config_raw).map_err(|e| {
+            Error::msg(format!(
+                "read {} {}: config: {e}",
+                desc.media_type, desc.digest
+            ))
+        })?;
+        let platform = desc.platform.clone().unwrap_or_else(|| OciPlatform {
+            architecture: config.architecture.clone(),
+            os: config.os.clone(),
+            variant: config.variant.clone(),
+        });
+        Ok(FoundImage {
+            reference: reference.clone(),
+            platform,
+            descriptor: desc.clone(),
+            manifest: manifest.clone(),
+            config,
+            config_raw,
+        })
+    }
+
+    /// One image: the one for `want`, else the host's, else the only one.
+    /// The error names the layout and the platforms it has; the caller puts
+    /// its own verb in front.
+    pub fn choose(&self, want: Option<&Platform>) -> Result<FoundImage> {
+        let all: Vec<FoundImage> = self
+            .images()?
+            .into_iter()
+            .flat_map(|(_, imgs)| imgs)
+            .collect();
+        choose_among(&all, want)
+    }
+
+    /// A reader of a layer's uncompressed tar bytes (the blob checked
+    /// against its digest first).
+    pub fn layer_reader(&self, l: &Descriptor) -> Result<Box<dyn Read>> {
+        let bytes = self.read_blob(&l.digest)?;
+        match l.media_type.as_str() {
+            crate::layer::MEDIA_TYPE_GZIP | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+                Ok(Box::new(GzDecoder::new(std::io::Cursor::new(bytes))))
+            }
+            crate::layer::MEDIA_TYPE_ZSTD => Ok(Box::new(
+                zstd::stream::read::Decoder::new(std::io::Cursor::new(bytes))
+                    .map_err(|e| Error::msg(format!("read layer {}: {e}", l.digest)))?,
+            )),
+            crate::layer::MEDIA_TYPE_TAR => Ok(Box::new(std::io::Cursor::new(bytes))),
+            other => Err(Error::msg(format!(
+                "read layer {}: unsupported media type {other}",
+                l.digest
+            ))),
+        }
+    }
+
+    /// Unpack one layer into `rootfs`, refusing paths that leave it.
+    pub fn unpack(&self, l: &Descriptor, rootfs: &Path) -> Result<()> {
+        let reader = self.layer_reader(l)?;
+        let mut archive = tar::Archive::new(reader);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_mtime(true);
+        archive.set_overwrite(true);
+        // SAFETY: geteuid has no preconditions.
+        archive.set_preserve_ownerships(unsafe { libc::geteuid() } == 0);
+        archive
+            .unpack(rootfs)
+            .map_err(|e| Error::msg(format!("unpack layer {}: {e}", l.digest)))
+    }
+
+    /// Unpack every layer of `image` into `rootfs`, in order.
+    pub fn unpack_image(&self, image: &FoundImage, rootfs: &Path) -> Result<()> {
+        image
+            .manifest
+            .layers
+            .iter()
+            .try_for_each(|l| self.unpack(l, rootfs))
+    }
+}
+
+/// [`Layout::choose`] over images already read.
+pub fn choose_among(all: &[FoundImage], want: Option<&Platform>) -> Result<FoundImage> {
+    choose_platform(
+        all,
+        |i| i.platform.display().parse::<Platform>().ok(),
+        |i| i.platform.display(),
+        want,
+        "it has",
+    )
+    .cloned()
+}
+
+/// The rule every command that picks one image follows: the platform
+/// asked for, else the host's, else the only one. `has` introduces the
+/// list of what there is in the error ("it has", "the recipe builds").
+pub fn choose_platform<'a, T>(
+    all: &'a [T],
+    platform_of: impl Fn(&T) -> Option<Platform>,
+    name_of: impl Fn(&T) -> String,
+    want: Option<&Platform>,
+    has: &str,
+) -> Result<&'a T> {
+    let list = || all.iter().map(&name_of).collect::<Vec<_>>().join(", ");
+    if let Some(p) = want {
+        return all
+            .iter()
+            .find(|i| platform_of(i).as_ref() == Some(p))
+            .ok_or_else(|| Error::msg(format!("no image for {p} ({has} {})", list())));
+    }
+    let host = Platform::host();
+    if let Some(i) = all.iter().find(|i| platform_of(i).as_ref() == Some(&host)) {
+        return Ok(i);
+    }
+    match all {
+        [only] => Ok(only),
+        [] => Err(Error::msg("the layout holds no image")),
+        _ => Err(Error::msg(format!(
+            "no image for the host ({host}); choose one with --platform ({has} {})",
+            list()
+        ))),
+    }
+}
