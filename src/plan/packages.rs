@@ -31,7 +31,7 @@ pub fn add(plan: &mut Plan, dbs: &[DpkgDb]) -> Result<()> {
     for (at, (src, package)) in copyright_sources(plan, dbs) {
         let at = ImagePath::new(&at).map_err(&fail)?;
         if !plan.entries.contains_key(&at) {
-            let why = format!("{WHY}: the copyright file of package {package}");
+            let why = copyright_why(&package);
             plan.insert(&at, file_item(src, why)?).map_err(&fail)?;
         }
     }
@@ -70,6 +70,29 @@ fn add_os_release(plan: &mut Plan, dbs: &[DpkgDb]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Why a package's status.d stanza is in the image.
+pub fn status_why(status_name: &str) -> String {
+    format!("{WHY}: the dpkg status of package {status_name}")
+}
+
+/// Why a package's md5sums list is in the image.
+pub fn md5sums_why(status_name: &str) -> String {
+    format!("{WHY}: the file list (md5sums) of package {status_name}")
+}
+
+/// Why a package's copyright file is in the image.
+pub fn copyright_why(package: &str) -> String {
+    format!("{WHY}: the copyright file of package {package}")
+}
+
+/// Why `/etc/os-release` is in the image.
+pub fn os_release_why(package: Option<&str>) -> String {
+    match package {
+        Some(p) => format!("{WHY}: the distribution's os-release, from package {p}"),
+        None => format!("{WHY}: the distribution's os-release"),
+    }
 }
 
 /// A regular file of the host, root-owned, mode 0644.
@@ -168,12 +191,11 @@ fn metadata_files(plan: &Plan, dbs: &[DpkgDb]) -> Result<BTreeMap<String, (Vec<u
     let names = status_names(&owned)?;
     let mut out = BTreeMap::new();
     for (o, name) in owned.values().zip(names) {
-        let package = &name;
         let mut stanza = o.pkg.stanza.clone().into_bytes();
         if !stanza.ends_with(b"\n") {
             stanza.push(b'\n');
         }
-        let why = format!("{WHY}: the dpkg status of package {package}");
+        let why = status_why(&name);
         out.insert(format!("{STATUS_D}/{name}"), (stanza, why));
         // dpkg's own record of each file (what `dpkg --verify` checks);
         // a file it has none for (a conffile) is hashed here.
@@ -186,7 +208,7 @@ fn metadata_files(plan: &Plan, dbs: &[DpkgDb]) -> Result<BTreeMap<String, (Vec<u
             };
             sums.push_str(&format!("{}  {}\n", hex(&md5), path.rel()));
         }
-        let why = format!("{WHY}: the file list (md5sums) of package {package}");
+        let why = md5sums_why(&name);
         out.insert(
             format!("{STATUS_D}/{name}.md5sums"),
             (sums.into_bytes(), why),

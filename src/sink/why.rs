@@ -10,6 +10,7 @@ use crate::loader::symbols::Checked;
 use crate::loader::sysroot;
 use crate::loader::Loader;
 use crate::oci::{FoundImage, Layout};
+use crate::plan::packages;
 use crate::plan::{ItemKind, Plan};
 use crate::platform::Platform;
 use crate::recipe::ImagePath;
@@ -126,11 +127,59 @@ pub fn explain_image(
     let loader = Loader::of_rootfs(toolchain, &rootfs);
     let resolver = loader.resolver();
     let closures = image_closures(&resolver, &rootfs);
-    let plan = Plan::from_tree(
+    let mut plan = Plan::from_tree(
         &rootfs,
         "placed by the recipe; no program in the image loads it",
     )?;
+    name_package_files(&mut plan, &rootfs);
     explain(&plan, &closures, &resolver, target)
+}
+
+/// Say which package put each scanner file of an unpacked image there, as
+/// the image's own dpkg metadata tells: `status.d/<package>` and its
+/// `.md5sums` list, and the files that list names which package metadata
+/// adds (the copyright files, `/etc/os-release`). The reasons read as a
+/// build gives them ([`crate::plan::packages`]).
+fn name_package_files(plan: &mut Plan, rootfs: &Path) {
+    let status_d = rootfs.join(packages::STATUS_D.trim_start_matches('/'));
+    let Ok(dir) = std::fs::read_dir(&status_d) else {
+        return;
+    };
+    let mut names: Vec<String> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let mut set = |at: &str, why: String| {
+        if let Some(item) = ImagePath::new(at)
+            .ok()
+            .and_then(|p| plan.entries.get_mut(&p))
+        {
+            item.why = why;
+        }
+    };
+    for name in &names {
+        let at = format!("{}/{name}", packages::STATUS_D);
+        let Some(package) = name.strip_suffix(".md5sums") else {
+            set(&at, packages::status_why(name));
+            continue;
+        };
+        set(&at, packages::md5sums_why(package));
+        let Ok(list) = std::fs::read_to_string(status_d.join(name)) else {
+            continue;
+        };
+        let bare = package.split(':').next().unwrap_or(package);
+        for path in list
+            .lines()
+            .filter_map(|l| l.split_once("  ").map(|(_, p)| p))
+        {
+            if path == format!("usr/share/doc/{bare}/copyright") {
+                set(path, packages::copyright_why(bare));
+            } else if path == "etc/os-release" {
+                set(path, packages::os_release_why(Some(bare)));
+            }
+        }
+    }
 }
 
 /// Analyze an unpacked image as its own sysroot: every ELF program in it,

@@ -22,3 +22,4 @@ mod runtime;
 mod sbom;
 mod speed;
 mod tls;
+mod why;
