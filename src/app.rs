@@ -386,5 +386,13 @@ fn why_text(a: &WhyArgs) -> Result<String> {
         None => recipe.platforms[0].clone(),
     };
     let toolchains = build::toolchains_for(&recipe, &opts)?;
-    build::explain_platform(&recipe, &p, &opts, &toolchains, &a.path)
+    build::plan::with_planned(
+        &recipe,
+        &p,
+        &opts,
+        &toolchains,
+        |planned, closures, resolver| {
+            crate::sink::why::explain(&planned.plan, closures, resolver, &a.path)
+        },
+    )
 }

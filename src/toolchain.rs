@@ -152,7 +152,7 @@ impl Toolchain {
     }
 
     /// The host's own platform runs from "/"; others from the cross sysroot
-    /// (see [`crate::loader::sysroot::default_foreign`]).
+    /// (see `loader::Loader::open`).
     pub fn is_host(&self) -> bool {
         self.platform == Platform::host()
     }

@@ -239,25 +239,6 @@ pub fn plan_platform(
     plan::plan(recipe, platform, opts, toolchains).map(|p| p.plan)
 }
 
-/// Why `target` is in the image the recipe makes for `platform`.
-pub fn explain_platform(
-    recipe: &Recipe,
-    platform: &Platform,
-    opts: &BuildOptions,
-    toolchains: &Toolchains,
-    target: &str,
-) -> Result<String> {
-    plan::with_planned(
-        recipe,
-        platform,
-        opts,
-        toolchains,
-        |planned, closures, resolver| {
-            crate::sink::why::explain(&planned.plan, closures, resolver, target)
-        },
-    )
-}
-
 /// The embedded and `--toolchains` toolchains plus the recipe's own.
 pub fn toolchains_for(recipe: &Recipe, opts: &BuildOptions) -> Result<Toolchains> {
     let mut t = opts.toolchains.clone();
