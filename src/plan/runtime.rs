@@ -6,11 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::loader::closure::Side;
-use crate::plan::{Item, ItemKind, Planner, FILE_MODE};
+use crate::plan::{Item, ItemKind, Planner};
 use crate::recipe::{EntryKind, ImagePath, Selection, SrcSpec};
 
 /// Where Debian keeps the CA bundle (and where OpenSSL looks for it).
@@ -22,16 +21,7 @@ type Later = Vec<(ImagePath, Item, String)>;
 fn data(path: &str, bytes: Vec<u8>, why: &str) -> (ImagePath, Item, String) {
     (
         ImagePath::new(path).expect("runtime paths are valid"),
-        Item {
-            kind: ItemKind::Data {
-                bytes: Arc::from(bytes),
-            },
-            mode: FILE_MODE,
-            uid: 0,
-            gid: 0,
-            why: why.to_string(),
-            explicit: true,
-        },
+        Item::data(bytes, why).explicit(),
         why.to_string(),
     )
 }
@@ -46,14 +36,9 @@ impl Planner<'_> {
         {
             later.push((
                 ImagePath::new("/tmp").expect("valid"),
-                Item {
-                    kind: ItemKind::Dir,
-                    mode: 0o1777,
-                    uid: 0,
-                    gid: 0,
-                    why: "tmp = true (the default)".into(),
-                    explicit: true,
-                },
+                Item::dir("tmp = true (the default)")
+                    .with_mode(0o1777)
+                    .explicit(),
                 "tmp".into(),
             ));
         }
@@ -104,14 +89,7 @@ impl Planner<'_> {
                 .len();
             later.push((
                 ImagePath::new(CA_BUNDLE).expect("valid"),
-                Item {
-                    kind: ItemKind::File { src: host, size },
-                    mode: FILE_MODE,
-                    uid: 0,
-                    gid: 0,
-                    why: label.into(),
-                    explicit: true,
-                },
+                Item::file(host, size, label).explicit(),
                 label.into(),
             ));
         }

@@ -15,7 +15,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoResultExt, Result};
 use crate::layer;
 use crate::oci::{self, FoundImage, Layout};
-use crate::plan::{Item, ItemKind, Plan, FILE_MODE};
+use crate::plan::{Item, Plan};
 use crate::recipe::ImagePath;
 
 /// Write the layout at `layout` as an oci-archive at `dest`.
@@ -96,17 +96,7 @@ fn add_file(plan: &mut Plan, name: &str, src: &Path) -> Result<()> {
         ImagePath::new(name).map_err(|m| Error::msg(format!("write archive entry {name}: {m}")))?;
     plan.insert(
         &at,
-        Item {
-            kind: ItemKind::File {
-                src: src.to_path_buf(),
-                size,
-            },
-            mode: FILE_MODE,
-            uid: 0,
-            gid: 0,
-            why: name.to_string(),
-            explicit: true,
-        },
+        Item::file(src.to_path_buf(), size, name).explicit(),
     )
     .map_err(|m| Error::msg(format!("write archive entry {name}: {m}")))
 }
