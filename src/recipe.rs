@@ -531,216 +531,41 @@ impl Recipe {
     /// Validate recipe text; `path` names it in messages and anchors relative sources.
     pub fn parse(text: &str, path: &Path) -> Result<Recipe> {
         let fail = |m: String| Error::msg(format!("parse recipe {}: {m}", path.display()));
-        let raw: RawRecipe = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let (line, col) = line_col(text, s.start);
-                    format!("line {line}, column {col}: ")
-                })
-                .unwrap_or_default();
-            fail(format!("{at}{}", e.message().trim().replace('\n', " ")))
-        })?;
-        let base = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let base = if base.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            base
-        };
+        let raw = deserialize(text).map_err(&fail)?;
+        let base = recipe_dir(path);
 
         check_name(&raw.name).map_err(|m| fail(format!("name {:?}: {m}", raw.name)))?;
         let tag = raw.tag.clone().unwrap_or_else(|| "latest".into());
         check_tag(&tag).map_err(|m| fail(format!("tag {tag:?}: {m}")))?;
-
-        let mut platforms: Vec<Platform> = Vec::new();
-        for p in raw.platforms.clone().unwrap_or_default() {
-            platforms.push(p.parse().map_err(|e: Error| fail(e.to_string()))?);
-        }
-        if platforms.is_empty() {
-            platforms.push(Platform::host());
-        }
-        platforms.sort();
-        platforms.dedup();
-
-        let epoch = match raw.epoch {
-            None => None,
-            Some(e) if e >= 0 => Some(e as u64),
-            Some(e) => {
-                return Err(fail(format!(
-                    "epoch {e}: must be a non-negative number of seconds"
-                )))
-            }
-        };
+        let platforms = validate_platforms(raw.platforms.clone()).map_err(&fail)?;
+        let epoch = validate_epoch(raw.epoch).map_err(&fail)?;
 
         let runtime = validate_runtime(&raw).map_err(&fail)?;
-        let config = validate_config(raw.config.unwrap_or_default())
-            .map_err(|m| fail(format!("[config] {m}")))?;
+        let users = runtime.users.as_ref();
+        let config = config_for_users(raw.config.unwrap_or_default(), users).map_err(&fail)?;
 
-        let owner = |o: &Option<String>| -> std::result::Result<Option<Owner>, String> {
-            o.as_deref()
-                .map(|o| resolve_owner(o, runtime.users.as_ref()))
-                .transpose()
-        };
-        let mut config = config;
-        if let Some(u) = &config.user {
-            config.user = Some(
-                resolve_config_user(u, runtime.users.as_ref())
-                    .map_err(|m| fail(format!("[config] user {u:?}: {m}")))?,
-            );
-        }
-
+        // In recipe order: binaries, files, trees, dirs, symlinks, libraries.
         let mut entries = Vec::new();
         for (i, b) in raw.binary.into_iter().enumerate() {
-            let label = format!("[[binary]] #{} ({})", i + 1, b.src);
-            if !b.exclude.is_empty() {
-                return Err(fail(format!("{label}: exclude is only for [[tree]]")));
-            }
-            if !b.specials.is_empty() {
-                return Err(fail(format!("{label}: specials is only for [[tree]]")));
-            }
-            let (src, dest) =
-                copy_paths(&b, &platforms, true).map_err(|m| fail(format!("{label}: {m}")))?;
-            let mode = parse_mode(b.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
-            let owner = owner(&b.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
-            let xattrs =
-                xattr_names(&b.xattrs).map_err(|m| fail(format!("{label}: xattrs: {m}")))?;
-            entries.push(Entry {
-                label,
-                kind: EntryKind::Binary {
-                    src,
-                    dest,
-                    mode,
-                    owner,
-                },
-                xattrs,
-            });
+            entries.push(copy_entry(i, b, true, &platforms, users).map_err(&fail)?);
         }
         for (i, f) in raw.file.into_iter().enumerate() {
-            let label = format!("[[file]] #{} ({})", i + 1, f.src);
-            if !f.exclude.is_empty() {
-                return Err(fail(format!("{label}: exclude is only for [[tree]]")));
-            }
-            if !f.specials.is_empty() {
-                return Err(fail(format!("{label}: specials is only for [[tree]]")));
-            }
-            let (src, dest) =
-                copy_paths(&f, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
-            let mode = parse_mode(f.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
-            let owner = owner(&f.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
-            let xattrs =
-                xattr_names(&f.xattrs).map_err(|m| fail(format!("{label}: xattrs: {m}")))?;
-            entries.push(Entry {
-                label,
-                kind: EntryKind::File {
-                    src,
-                    dest,
-                    mode,
-                    owner,
-                },
-                xattrs,
-            });
+            entries.push(copy_entry(i, f, false, &platforms, users).map_err(&fail)?);
         }
         for (i, t) in raw.tree.into_iter().enumerate() {
-            let label = format!("[[tree]] #{} ({})", i + 1, t.src);
-            if t.mode.is_some() {
-                return Err(fail(format!(
-                    "{label}: mode is not supported for a tree; its files keep normalized modes"
-                )));
-            }
-            let (src, dest) =
-                copy_paths(&t, &platforms, false).map_err(|m| fail(format!("{label}: {m}")))?;
-            let owner = owner(&t.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
-            let xattrs =
-                xattr_names(&t.xattrs).map_err(|m| fail(format!("{label}: xattrs: {m}")))?;
-            for x in &t.exclude {
-                if x.is_empty() || x.contains('\0') {
-                    return Err(fail(format!("{label}: exclude patterns must be non-empty")));
-                }
-            }
-            let mut specials = Vec::new();
-            for name in &t.specials {
-                let kind = SpecialKind::from_name(name).ok_or_else(|| {
-                    fail(format!(
-                        "{label}: specials: {name:?} is not one of \"fifo\", \"char\", \"block\" \
-                         (sockets cannot be stored in a layer)"
-                    ))
-                })?;
-                if !specials.contains(&kind) {
-                    specials.push(kind);
-                }
-            }
-            specials.sort();
-            entries.push(Entry {
-                label,
-                kind: EntryKind::Tree {
-                    src,
-                    dest,
-                    owner,
-                    exclude: t.exclude,
-                    specials,
-                },
-                xattrs,
-            });
+            entries.push(tree_entry(i, t, &platforms, users).map_err(&fail)?);
         }
         for (i, d) in raw.dir.into_iter().enumerate() {
-            let label = format!("[[dir]] #{} ({})", i + 1, d.dest);
-            let dest = ImagePath::new(&d.dest).map_err(|m| fail(format!("{label}: dest {m}")))?;
-            let mode = parse_mode(d.mode.as_ref()).map_err(|m| fail(format!("{label}: {m}")))?;
-            let owner = owner(&d.owner).map_err(|m| fail(format!("{label}: owner: {m}")))?;
-            entries.push(Entry {
-                label,
-                kind: EntryKind::Dir { dest, mode, owner },
-                xattrs: Vec::new(),
-            });
+            entries.push(dir_entry(i, d, users).map_err(&fail)?);
         }
         for (i, s) in raw.symlink.into_iter().enumerate() {
-            let label = format!("[[symlink]] #{} ({})", i + 1, s.dest);
-            let dest = ImagePath::new(&s.dest).map_err(|m| fail(format!("{label}: dest {m}")))?;
-            if s.target.is_empty() || s.target.contains('\0') {
-                return Err(fail(format!(
-                    "{label}: target must be a non-empty path without NUL bytes"
-                )));
-            }
-            entries.push(Entry {
-                label,
-                kind: EntryKind::Symlink {
-                    dest,
-                    target: s.target,
-                },
-                xattrs: Vec::new(),
-            });
+            entries.push(symlink_entry(i, s).map_err(&fail)?);
         }
-
         for (i, l) in raw.library.into_iter().enumerate() {
-            let label = format!("[[library]] #{} ({})", i + 1, l.name);
-            let ok = !l.name.is_empty()
-                && !l.name.contains('\0')
-                && (l.name.starts_with('/') || !l.name.contains('/'));
-            if !ok {
-                return Err(fail(format!(
-                    "{label}: name must be a soname (libfoo.so.1) or an absolute path in the sysroot"
-                )));
-            }
-            entries.push(Entry {
-                label,
-                kind: EntryKind::Library { name: l.name },
-                xattrs: Vec::new(),
-            });
+            entries.push(library_entry(i, l).map_err(&fail)?);
         }
 
-        let mut sysroots = BTreeMap::new();
-        for (k, v) in raw.sysroot {
-            let p: Platform = k
-                .parse()
-                .map_err(|e: Error| fail(format!("[sysroot] {e}")))?;
-            if v.is_empty() {
-                return Err(fail(format!("[sysroot] {p}: empty path")));
-            }
-            sysroots.insert(p, base.join(v));
-        }
+        let sysroots = validate_sysroots(raw.sysroot, &base).map_err(&fail)?;
         let toolchains = raw.toolchains.iter().map(|t| base.join(t)).collect();
 
         Ok(Recipe {
@@ -757,6 +582,245 @@ impl Recipe {
             entries,
         })
     }
+}
+
+/// The image's users and groups, when the recipe has any.
+type Users<'a> = Option<&'a (Vec<User>, Vec<Group>)>;
+
+/// Deserialize the TOML into the raw types; a syntax or type error names
+/// its line and column.
+fn deserialize(text: &str) -> std::result::Result<RawRecipe, String> {
+    toml::from_str(text).map_err(|e: toml::de::Error| {
+        let at = e
+            .span()
+            .map(|s| {
+                let (line, col) = line_col(text, s.start);
+                format!("line {line}, column {col}: ")
+            })
+            .unwrap_or_default();
+        format!("{at}{}", e.message().trim().replace('\n', " "))
+    })
+}
+
+/// The directory relative sources are taken from: the recipe's own ("."
+/// for a bare file name).
+fn recipe_dir(path: &Path) -> PathBuf {
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    }
+}
+
+/// `platforms`: parsed, sorted, without duplicates; the host's when none
+/// are given.
+fn validate_platforms(names: Option<Vec<String>>) -> std::result::Result<Vec<Platform>, String> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for p in names.unwrap_or_default() {
+        platforms.push(p.parse().map_err(|e: Error| e.to_string())?);
+    }
+    if platforms.is_empty() {
+        platforms.push(Platform::host());
+    }
+    platforms.sort();
+    platforms.dedup();
+    Ok(platforms)
+}
+
+/// `epoch`: seconds since 1970, never negative.
+fn validate_epoch(epoch: Option<i64>) -> std::result::Result<Option<u64>, String> {
+    match epoch {
+        None => Ok(None),
+        Some(e) if e >= 0 => Ok(Some(e as u64)),
+        Some(e) => Err(format!(
+            "epoch {e}: must be a non-negative number of seconds"
+        )),
+    }
+}
+
+/// `[config]`, validated, with its `user` resolved through the image's users.
+fn config_for_users(c: RawConfig, users: Users) -> std::result::Result<ImageConfig, String> {
+    let mut config = validate_config(c).map_err(|m| format!("[config] {m}"))?;
+    if let Some(u) = &config.user {
+        config.user =
+            Some(resolve_config_user(u, users).map_err(|m| format!("[config] user {u:?}: {m}"))?);
+    }
+    Ok(config)
+}
+
+/// An entry's `owner`, resolved through the image's users.
+fn entry_owner(o: Option<&str>, users: Users) -> std::result::Result<Option<Owner>, String> {
+    o.map(|o| resolve_owner(o, users)).transpose()
+}
+
+/// Validate the `i`th (from 0) `[[binary]]` (when `binary`) or `[[file]]`:
+/// the same keys; only a binary's dest may default to /usr/bin/<name>.
+fn copy_entry(
+    i: usize,
+    c: RawCopy,
+    binary: bool,
+    platforms: &[Platform],
+    users: Users,
+) -> std::result::Result<Entry, String> {
+    let table = if binary { "[[binary]]" } else { "[[file]]" };
+    let label = format!("{table} #{} ({})", i + 1, c.src);
+    if !c.exclude.is_empty() {
+        return Err(format!("{label}: exclude is only for [[tree]]"));
+    }
+    if !c.specials.is_empty() {
+        return Err(format!("{label}: specials is only for [[tree]]"));
+    }
+    let (src, dest) = copy_paths(&c, platforms, binary).map_err(|m| format!("{label}: {m}"))?;
+    let mode = parse_mode(c.mode.as_ref()).map_err(|m| format!("{label}: {m}"))?;
+    let owner =
+        entry_owner(c.owner.as_deref(), users).map_err(|m| format!("{label}: owner: {m}"))?;
+    let xattrs = xattr_names(&c.xattrs).map_err(|m| format!("{label}: xattrs: {m}"))?;
+    let kind = if binary {
+        EntryKind::Binary {
+            src,
+            dest,
+            mode,
+            owner,
+        }
+    } else {
+        EntryKind::File {
+            src,
+            dest,
+            mode,
+            owner,
+        }
+    };
+    Ok(Entry {
+        label,
+        kind,
+        xattrs,
+    })
+}
+
+/// Validate the `i`th (from 0) `[[tree]]`: no mode, but exclude patterns
+/// and special files.
+fn tree_entry(
+    i: usize,
+    t: RawCopy,
+    platforms: &[Platform],
+    users: Users,
+) -> std::result::Result<Entry, String> {
+    let label = format!("[[tree]] #{} ({})", i + 1, t.src);
+    if t.mode.is_some() {
+        return Err(format!(
+            "{label}: mode is not supported for a tree; its files keep normalized modes"
+        ));
+    }
+    let (src, dest) = copy_paths(&t, platforms, false).map_err(|m| format!("{label}: {m}"))?;
+    let owner =
+        entry_owner(t.owner.as_deref(), users).map_err(|m| format!("{label}: owner: {m}"))?;
+    let xattrs = xattr_names(&t.xattrs).map_err(|m| format!("{label}: xattrs: {m}"))?;
+    for x in &t.exclude {
+        if x.is_empty() || x.contains('\0') {
+            return Err(format!("{label}: exclude patterns must be non-empty"));
+        }
+    }
+    let specials = special_kinds(&t.specials).map_err(|m| format!("{label}: {m}"))?;
+    Ok(Entry {
+        label,
+        kind: EntryKind::Tree {
+            src,
+            dest,
+            owner,
+            exclude: t.exclude,
+            specials,
+        },
+        xattrs,
+    })
+}
+
+/// A tree's `specials`: sorted, without duplicates.
+fn special_kinds(names: &[String]) -> std::result::Result<Vec<SpecialKind>, String> {
+    let mut specials = Vec::new();
+    for name in names {
+        let kind = SpecialKind::from_name(name).ok_or_else(|| {
+            format!(
+                "specials: {name:?} is not one of \"fifo\", \"char\", \"block\" \
+                 (sockets cannot be stored in a layer)"
+            )
+        })?;
+        if !specials.contains(&kind) {
+            specials.push(kind);
+        }
+    }
+    specials.sort();
+    Ok(specials)
+}
+
+/// Validate the `i`th (from 0) `[[dir]]`.
+fn dir_entry(i: usize, d: RawDir, users: Users) -> std::result::Result<Entry, String> {
+    let label = format!("[[dir]] #{} ({})", i + 1, d.dest);
+    let dest = ImagePath::new(&d.dest).map_err(|m| format!("{label}: dest {m}"))?;
+    let mode = parse_mode(d.mode.as_ref()).map_err(|m| format!("{label}: {m}"))?;
+    let owner =
+        entry_owner(d.owner.as_deref(), users).map_err(|m| format!("{label}: owner: {m}"))?;
+    Ok(Entry {
+        label,
+        kind: EntryKind::Dir { dest, mode, owner },
+        xattrs: Vec::new(),
+    })
+}
+
+/// Validate the `i`th (from 0) `[[symlink]]`.
+fn symlink_entry(i: usize, s: RawSymlink) -> std::result::Result<Entry, String> {
+    let label = format!("[[symlink]] #{} ({})", i + 1, s.dest);
+    let dest = ImagePath::new(&s.dest).map_err(|m| format!("{label}: dest {m}"))?;
+    if s.target.is_empty() || s.target.contains('\0') {
+        return Err(format!(
+            "{label}: target must be a non-empty path without NUL bytes"
+        ));
+    }
+    Ok(Entry {
+        label,
+        kind: EntryKind::Symlink {
+            dest,
+            target: s.target,
+        },
+        xattrs: Vec::new(),
+    })
+}
+
+/// Validate the `i`th (from 0) `[[library]]`: a soname or an absolute path.
+fn library_entry(i: usize, l: RawLibrary) -> std::result::Result<Entry, String> {
+    let label = format!("[[library]] #{} ({})", i + 1, l.name);
+    let ok = !l.name.is_empty()
+        && !l.name.contains('\0')
+        && (l.name.starts_with('/') || !l.name.contains('/'));
+    if !ok {
+        return Err(format!(
+            "{label}: name must be a soname (libfoo.so.1) or an absolute path in the sysroot"
+        ));
+    }
+    Ok(Entry {
+        label,
+        kind: EntryKind::Library { name: l.name },
+        xattrs: Vec::new(),
+    })
+}
+
+/// `[sysroot]`: platform → directory, relative ones joined to `base`.
+fn validate_sysroots(
+    raw: BTreeMap<String, String>,
+    base: &Path,
+) -> std::result::Result<BTreeMap<Platform, PathBuf>, String> {
+    let mut sysroots = BTreeMap::new();
+    for (k, v) in raw {
+        let p: Platform = k.parse().map_err(|e: Error| format!("[sysroot] {e}"))?;
+        if v.is_empty() {
+            return Err(format!("[sysroot] {p}: empty path"));
+        }
+        sysroots.insert(p, base.join(v));
+    }
+    Ok(sysroots)
 }
 
 /// The extended attributes a recipe entry may keep: file capabilities
