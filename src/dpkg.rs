@@ -249,124 +249,24 @@ impl DpkgDb {
         names: Option<&HashSet<OsString>>,
         ahead: Option<&ReadAhead>,
     ) -> Result<Option<DpkgDb>> {
-        use rayon::prelude::*;
-        let meta = fs::metadata(root).with_path("open dpkg root", root)?;
-        if !meta.is_dir() {
-            return Err(Error::msg(format!(
-                "open dpkg root {}: not a directory",
-                root.display()
-            )));
-        }
-        let root_abs =
-            sysroot::normalize(&std::path::absolute(root).with_path("resolve dpkg root", root)?);
-        let root_canon = fs::canonicalize(root).with_path("resolve dpkg root", root)?;
+        let (root_abs, root_canon) = root_paths(root)?;
         let hfs = HostFs::new(root_canon.clone());
 
-        let status = match ahead.and_then(|a| a.status.as_ref()) {
-            Some(packages) => Some(Status::Parsed(packages)),
-            None => read_in_root(&hfs, Path::new(STATUS))?.map(Status::Text),
-        };
-        let status_d = match sysroot::resolve(&hfs, Path::new(STATUS_D)) {
-            Ok(r) if r.node == Node::Dir => Some(r.real),
-            Ok(_) => None,
-            Err(e) if is_absent(&e) => None,
-            Err(e) => return Err(Error::io("read", hfs.host_path(Path::new(STATUS_D)), e)),
-        };
+        let status = status_file(&hfs, ahead)?;
+        let status_d = status_d_dir(&hfs)?;
         if status.is_none() && status_d.is_none() {
             return Ok(None);
         }
-
         // (package, its status.d md5sums file if any) before reading lists.
-        let mut stanzas: Vec<(Package, Option<PathBuf>)> = Vec::new();
-        match status {
-            Some(Status::Parsed(packages)) => {
-                stanzas.extend(packages.iter().map(|pkg| (pkg.clone(), None)));
-            }
-            Some(Status::Text(text)) => {
-                // A status file has a stanza per package (hundreds of KB):
-                // split cheaply, then parse the stanzas in parallel, in order.
-                let text = String::from_utf8_lossy(&text);
-                let parsed: Vec<Package> = stanza_texts(&text)
-                    .par_iter()
-                    .flat_map_iter(|t| packages_in(t))
-                    .collect();
-                stanzas.extend(parsed.into_iter().map(|pkg| (pkg, None)));
-            }
-            None => {}
-        }
+        let mut stanzas: Vec<(Package, Option<PathBuf>)> = status_packages(status)
+            .into_iter()
+            .map(|pkg| (pkg, None))
+            .collect();
         if let Some(dir) = status_d {
-            let mut entries = hfs.read_dir(&dir).with_path("read", hfs.host_path(&dir))?;
-            entries.sort();
-            for name in entries {
-                if name.starts_with('.') || name.ends_with(".md5sums") {
-                    continue;
-                }
-                let path = dir.join(&name);
-                let Some(text) = read_in_root(&hfs, &path)? else {
-                    continue;
-                };
-                let text = String::from_utf8_lossy(&text);
-                for pkg in packages_in(&text) {
-                    stanzas.push((pkg, Some(dir.join(format!("{name}.md5sums")))));
-                }
-            }
+            stanzas.extend(status_d_packages(&hfs, &dir)?);
         }
-        // Every package's file list, read in parallel from the info
-        // directory, resolved once.
-        let info_dir = match sysroot::resolve(&hfs, Path::new(INFO)) {
-            Ok(r) if r.node == Node::Dir => Some(r.real),
-            _ => None,
-        };
-        // The read-ahead lines naming wanted files, by list.
-        let selected = match (ahead, names) {
-            (Some(a), Some(n)) => Some(a.select(n)),
-            _ => None,
-        };
-        let lists = ahead.map(|a| Lists {
-            ahead: a,
-            selected: selected.as_ref(),
-        });
-        let mut found: Vec<(Package, Vec<PathBuf>, Vec<PathBuf>)> = stanzas
-            .into_par_iter()
-            .map(|(pkg, status_d_sums)| {
-                let mut files = Vec::new();
-                let mut sums = Vec::new();
-                if let Some(p) = status_d_sums {
-                    files = md5sums_list(&hfs, &p, names)?;
-                    sums.push(p);
-                }
-                if let Some(dir) = &info_dir {
-                    files.extend(info_list(&hfs, dir, &pkg, names, lists.as_ref())?);
-                }
-                for n in [pkg.qualified_name(), pkg.name.clone()] {
-                    sums.push(Path::new(INFO).join(format!("{n}.md5sums")));
-                }
-                Ok((pkg, files, sums))
-            })
-            .collect::<Result<_>>()?;
-        // Licenses are read later, only for the packages an image uses
-        // (`load_licenses`): a full system has hundreds of copyright files.
-        found.sort_by(|(a, ..), (b, ..)| {
-            (&a.name, &a.architecture, &a.version).cmp(&(&b.name, &b.architecture, &b.version))
-        });
-
-        let mut packages = Vec::with_capacity(found.len());
-        let mut md5sums = Vec::with_capacity(found.len());
-        let mut files: FxHashMap<OsString, Vec<(usize, PathBuf)>> = FxHashMap::default();
-        let mut by_path: FxHashMap<OsString, usize> = FxHashMap::default();
-        for (i, (pkg, listed, sums)) in found.into_iter().enumerate() {
-            packages.push(pkg);
-            md5sums.push(sums);
-            for path in listed {
-                by_path.entry(path.clone().into_os_string()).or_insert(i);
-                if let Some(name) = path.file_name() {
-                    files
-                        .entry(name.to_os_string())
-                        .or_default()
-                        .push((i, path));
-                }
-            }
-        }
+        let found = file_lists(&hfs, stanzas, names, ahead)?;
+        let index = PackageIndex::new(found);
         let distro = os_release(&hfs)?;
         Ok(Some(DpkgDb {
             owners: Memo::default(),
@@ -374,10 +274,10 @@ impl DpkgDb {
             root_abs,
             root_canon,
             fs: hfs,
-            packages,
-            md5sums,
-            files,
-            listed: by_path,
+            packages: index.packages,
+            md5sums: index.md5sums,
+            files: index.files,
+            listed: index.listed,
             distro,
             dirs: Memo::default(),
             licenses: Memo::default(),
@@ -613,6 +513,171 @@ enum Listed {
     Absent,
     /// Not read ahead: read it now.
     Unknown,
+}
+
+/// Check that `root` is a directory; return it as an absolute path and
+/// with its own symlinks resolved.
+fn root_paths(root: &Path) -> Result<(PathBuf, PathBuf)> {
+    let meta = fs::metadata(root).with_path("open dpkg root", root)?;
+    if !meta.is_dir() {
+        return Err(Error::msg(format!(
+            "open dpkg root {}: not a directory",
+            root.display()
+        )));
+    }
+    let root_abs =
+        sysroot::normalize(&std::path::absolute(root).with_path("resolve dpkg root", root)?);
+    let root_canon = fs::canonicalize(root).with_path("resolve dpkg root", root)?;
+    Ok((root_abs, root_canon))
+}
+
+/// The status file's packages as read ahead, else its text (None: the
+/// root has no status file).
+fn status_file<'a>(fs: &HostFs, ahead: Option<&'a ReadAhead>) -> Result<Option<Status<'a>>> {
+    Ok(match ahead.and_then(|a| a.status.as_ref()) {
+        Some(packages) => Some(Status::Parsed(packages)),
+        None => read_in_root(fs, Path::new(STATUS))?.map(Status::Text),
+    })
+}
+
+/// The real path of the status.d directory, if the root has one.
+fn status_d_dir(fs: &HostFs) -> Result<Option<PathBuf>> {
+    match sysroot::resolve(fs, Path::new(STATUS_D)) {
+        Ok(r) if r.node == Node::Dir => Ok(Some(r.real)),
+        Ok(_) => Ok(None),
+        Err(e) if is_absent(&e) => Ok(None),
+        Err(e) => Err(Error::io("read", fs.host_path(Path::new(STATUS_D)), e)),
+    }
+}
+
+/// The status file's packages, in file order.
+fn status_packages(status: Option<Status>) -> Vec<Package> {
+    use rayon::prelude::*;
+    match status {
+        Some(Status::Parsed(packages)) => packages.to_vec(),
+        Some(Status::Text(text)) => {
+            // A status file has a stanza per package (hundreds of KB):
+            // split cheaply, then parse the stanzas in parallel, in order.
+            let text = String::from_utf8_lossy(&text);
+            stanza_texts(&text)
+                .par_iter()
+                .flat_map_iter(|t| packages_in(t))
+                .collect()
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The packages of the status.d directory `dir` (real), by file name, each
+/// with where its md5sums file is.
+fn status_d_packages(fs: &HostFs, dir: &Path) -> Result<Vec<(Package, Option<PathBuf>)>> {
+    let mut out = Vec::new();
+    let mut entries = fs.read_dir(dir).with_path("read", fs.host_path(dir))?;
+    entries.sort();
+    for name in entries {
+        if name.starts_with('.') || name.ends_with(".md5sums") {
+            continue;
+        }
+        let path = dir.join(&name);
+        let Some(text) = read_in_root(fs, &path)? else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&text);
+        for pkg in packages_in(&text) {
+            out.push((pkg, Some(dir.join(format!("{name}.md5sums")))));
+        }
+    }
+    Ok(out)
+}
+
+/// A package with the paths it lists (only those `names` wants) and
+/// where its md5sums may be (in the root), in order.
+type Found = (Package, Vec<PathBuf>, Vec<PathBuf>);
+
+/// Every package's file list, read in parallel from its status.d md5sums
+/// file and the info directory (resolved once); sorted by (name,
+/// architecture, version).
+fn file_lists(
+    fs: &HostFs,
+    stanzas: Vec<(Package, Option<PathBuf>)>,
+    names: Option<&HashSet<OsString>>,
+    ahead: Option<&ReadAhead>,
+) -> Result<Vec<Found>> {
+    use rayon::prelude::*;
+    let info_dir = match sysroot::resolve(fs, Path::new(INFO)) {
+        Ok(r) if r.node == Node::Dir => Some(r.real),
+        _ => None,
+    };
+    // The read-ahead lines naming wanted files, by list.
+    let selected = match (ahead, names) {
+        (Some(a), Some(n)) => Some(a.select(n)),
+        _ => None,
+    };
+    let lists = ahead.map(|a| Lists {
+        ahead: a,
+        selected: selected.as_ref(),
+    });
+    let mut found: Vec<Found> = stanzas
+        .into_par_iter()
+        .map(|(pkg, status_d_sums)| {
+            let mut files = Vec::new();
+            let mut sums = Vec::new();
+            if let Some(p) = status_d_sums {
+                files = md5sums_list(fs, &p, names)?;
+                sums.push(p);
+            }
+            if let Some(dir) = &info_dir {
+                files.extend(info_list(fs, dir, &pkg, names, lists.as_ref())?);
+            }
+            for n in [pkg.qualified_name(), pkg.name.clone()] {
+                sums.push(Path::new(INFO).join(format!("{n}.md5sums")));
+            }
+            Ok((pkg, files, sums))
+        })
+        .collect::<Result<_>>()?;
+    // Licenses are read later, only for the packages an image uses
+    // (`load_licenses`): a full system has hundreds of copyright files.
+    found.sort_by(|(a, ..), (b, ..)| {
+        (&a.name, &a.architecture, &a.version).cmp(&(&b.name, &b.architecture, &b.version))
+    });
+    Ok(found)
+}
+
+/// The packages in order, with the [`DpkgDb`] indexes of their files.
+struct PackageIndex {
+    packages: Vec<Package>,
+    md5sums: Vec<Vec<PathBuf>>,
+    files: FxHashMap<OsString, Vec<(usize, PathBuf)>>,
+    listed: FxHashMap<OsString, usize>,
+}
+
+impl PackageIndex {
+    /// Index the sorted packages' listed paths by file name and by path.
+    fn new(found: Vec<Found>) -> PackageIndex {
+        let mut packages = Vec::with_capacity(found.len());
+        let mut md5sums = Vec::with_capacity(found.len());
+        let mut files: FxHashMap<OsString, Vec<(usize, PathBuf)>> = FxHashMap::default();
+        let mut listed: FxHashMap<OsString, usize> = FxHashMap::default();
+        for (i, (pkg, paths, sums)) in found.into_iter().enumerate() {
+            packages.push(pkg);
+            md5sums.push(sums);
+            for path in paths {
+                listed.entry(path.clone().into_os_string()).or_insert(i);
+                if let Some(name) = path.file_name() {
+                    files
+                        .entry(name.to_os_string())
+                        .or_default()
+                        .push((i, path));
+                }
+            }
+        }
+        PackageIndex {
+            packages,
+            md5sums,
+            files,
+            listed,
+        }
+    }
 }
 
 /// The files dpkg lists for a package in info/ (`dir`, real), if it has a
