@@ -165,6 +165,91 @@ struct SearchDir {
     via: Via,
 }
 
+/// A library an object asks for.
+struct Request {
+    /// One DT_NEEDED name, or a dlopen note's alternatives.
+    names: Vec<String>,
+    /// Listed as missing when nothing satisfies it.
+    required: bool,
+    /// Named by a `.note.dlopen` note.
+    dlopen: bool,
+}
+
+/// What [`Resolver::search`] found: the directory, the path the loader
+/// opens, where that is in the image, its real path and its ELF facts.
+type Hit = (SearchDir, PathBuf, PathBuf, PathBuf, Arc<ElfInfo>);
+
+/// A closure being found: the objects loaded so far (the root, then the
+/// interpreter if found, then libraries in load order), the order their
+/// requests are searched in, and the result.
+struct Walk {
+    out: Closure,
+    loaded: Vec<Loaded>,
+    /// Indexes into `loaded`, in the order their requests are searched.
+    queue: Vec<usize>,
+}
+
+impl Walk {
+    /// Whether one of `names` is already in the process (by a name it was
+    /// asked for or its DT_SONAME): the interpreter for libc's
+    /// "ld-linux-x86-64.so.2", or a library seen before. The interpreter
+    /// joins the libraries the first time a library names it.
+    fn already_loaded(&mut self, idx: usize, names: &[String]) -> bool {
+        for name in names {
+            if let Some(i) = self.loaded.iter().position(|l| l.names.contains(name)) {
+                if let Some(interp) = &self.out.interpreter {
+                    if i == 1 && !self.out.libraries.iter().any(|d| &d.name == name) {
+                        self.out.libraries.push(Dep {
+                            name: name.clone(),
+                            needed_by: self.loaded[idx].path.clone(),
+                            ..interp.clone()
+                        });
+                    }
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Record the library `hit` found for `name`, needed by `loaded[idx]`:
+    /// another name of an object already loaded from the same real file,
+    /// or a new library whose requests are then searched.
+    fn add_library(&mut self, idx: usize, name: &str, hit: Hit, dlopen: bool) {
+        let (dir, path, image_path, real, info) = hit;
+        if let Some(i) = self
+            .loaded
+            .iter()
+            .position(|l| l.side == dir.side && l.real == real)
+        {
+            self.loaded[i].names.push(name.to_string());
+            return;
+        }
+        let mut all_names = vec![name.to_string()];
+        all_names.extend(info.soname.iter().cloned());
+        self.out.libraries.push(Dep {
+            name: name.to_string(),
+            side: dir.side,
+            path: path.clone(),
+            real: real.clone(),
+            image_path: image_path.clone(),
+            needed_by: self.loaded[idx].path.clone(),
+            via: if dlopen { Via::Dlopen } else { dir.via },
+        });
+        self.queue.push(self.loaded.len());
+        self.loaded.push(Loaded {
+            side: dir.side,
+            origin: parent(&path),
+            image_origin: parent(&image_path),
+            real,
+            info,
+            names: all_names,
+            loader: Some(idx),
+            path,
+        });
+    }
+}
+
 impl<'a> Resolver<'a> {
     /// A resolver over `sysroot`; `host` serves objects outside it. Reads the
     /// sysroot's `/etc/ld.so.conf` once.
@@ -220,16 +305,35 @@ impl<'a> Resolver<'a> {
     /// The closure of `root`. `Err` only when the root itself can't be read
     /// or isn't ELF; missing libraries are listed in [`Closure::missing`].
     pub fn closure(&self, root: &Root) -> Result<Closure, String> {
+        let mut walk = Walk {
+            out: Closure::default(),
+            loaded: vec![self.load_root(root)?],
+            queue: vec![0],
+        };
+        self.load_interpreter(&mut walk, root);
+        // Breadth first: each loaded object's requests, in load order.
+        let mut next = 0;
+        while next < walk.queue.len() {
+            let idx = walk.queue[next];
+            next += 1;
+            for request in self.requests(&walk.loaded[idx].info) {
+                self.satisfy(&mut walk, idx, &request);
+            }
+        }
+        Ok(walk.out)
+    }
+
+    /// Open the root object: a regular file this parser reads, loaded
+    /// first, with the directory of its real path as `$ORIGIN`.
+    fn load_root(&self, root: &Root) -> Result<Loaded, String> {
         let resolved =
             sysroot::resolve(self.fs(root.side), &root.path).map_err(|e| io_cause(&e))?;
         if !matches!(resolved.node, Node::File { .. }) {
             return Err("not a regular file".into());
         }
         let info = self.parse(root.side, &resolved.real)?;
-        let mut out = Closure::default();
-        let mut loaded: Vec<Loaded> = Vec::new();
         let image_real = sysroot::normalize(&root.image_path);
-        loaded.push(Loaded {
+        Ok(Loaded {
             side: root.side,
             origin: parent(&resolved.real),
             image_origin: parent(&image_real),
@@ -238,133 +342,97 @@ impl<'a> Resolver<'a> {
             info: info.clone(),
             loader: None,
             path: root.path.clone(),
-        });
+        })
+    }
 
-        out.interpreter_path = info.interpreter.clone();
-        if let Some(interp) = &info.interpreter {
-            let path = PathBuf::from(interp);
-            match self.candidate(Side::Sysroot, &path, None) {
-                Some((real, iinfo)) => {
-                    let mut names = vec![interp.clone()];
-                    names.extend(iinfo.soname.iter().cloned());
-                    out.interpreter = Some(Dep {
-                        name: interp.clone(),
-                        side: Side::Sysroot,
-                        path: path.clone(),
-                        real: real.clone(),
-                        image_path: sysroot::normalize(&path),
-                        needed_by: root.path.clone(),
-                        via: Via::Interpreter,
-                    });
-                    loaded.push(Loaded {
-                        side: Side::Sysroot,
-                        origin: parent(&path),
-                        image_origin: parent(&path),
-                        real,
-                        info: iinfo,
-                        names,
-                        loader: None,
-                        path,
-                    });
-                }
-                None => out.missing.push(Missing {
+    /// The root's PT_INTERP, looked up in the sysroot: loaded second
+    /// (under the path written and its DT_SONAME), or listed as missing.
+    fn load_interpreter(&self, walk: &mut Walk, root: &Root) {
+        let info = walk.loaded[0].info.clone();
+        walk.out.interpreter_path = info.interpreter.clone();
+        let Some(interp) = &info.interpreter else {
+            return;
+        };
+        let path = PathBuf::from(interp);
+        match self.candidate(Side::Sysroot, &path, None) {
+            Some((real, iinfo)) => {
+                let mut names = vec![interp.clone()];
+                names.extend(iinfo.soname.iter().cloned());
+                walk.out.interpreter = Some(Dep {
                     name: interp.clone(),
+                    side: Side::Sysroot,
+                    path: path.clone(),
+                    real: real.clone(),
+                    image_path: sysroot::normalize(&path),
                     needed_by: root.path.clone(),
-                }),
+                    via: Via::Interpreter,
+                });
+                walk.loaded.push(Loaded {
+                    side: Side::Sysroot,
+                    origin: parent(&path),
+                    image_origin: parent(&path),
+                    real,
+                    info: iinfo,
+                    names,
+                    loader: None,
+                    path,
+                });
             }
+            None => walk.out.missing.push(Missing {
+                name: interp.clone(),
+                needed_by: root.path.clone(),
+            }),
         }
+    }
 
-        let mut next = 0;
-        let mut queue = vec![0usize];
-        while next < queue.len() {
-            let idx = queue[next];
-            next += 1;
-            // DT_NEEDED names, then the libraries its dlopen notes ask for
-            // (each a list of alternatives), up to the configured priority.
-            let info = loaded[idx].info.clone();
-            let mut requests: Vec<(Vec<String>, bool, bool)> = info
-                .needed
-                .iter()
-                .map(|n| (vec![n.clone()], true, false))
-                .collect();
-            if let Some(level) = self.config.dlopen {
-                for note in info.dlopen.iter().filter(|n| n.priority <= level) {
-                    let required = note.priority == DlopenPriority::Required;
-                    requests.push((note.sonames.clone(), required, true));
-                }
-            }
-            'request: for (names, required, dlopen) in requests {
-                for name in &names {
-                    if let Some(i) = loaded.iter().position(|l| l.names.contains(name)) {
-                        // Already in the process: the interpreter for libc's
-                        // "ld-linux-x86-64.so.2", or a library seen before.
-                        if let Some(interp) = &out.interpreter {
-                            if i == 1 && !out.libraries.iter().any(|d| &d.name == name) {
-                                out.libraries.push(Dep {
-                                    name: name.clone(),
-                                    needed_by: loaded[idx].path.clone(),
-                                    ..interp.clone()
-                                });
-                            }
-                        }
-                        continue 'request;
-                    }
-                }
-                for name in &names {
-                    let Some((dir, path, image_path, real, info)) = self.search(&loaded, idx, name)
-                    else {
-                        continue;
-                    };
-                    if let Some(i) = loaded
-                        .iter()
-                        .position(|l| l.side == dir.side && l.real == real)
-                    {
-                        loaded[i].names.push(name.clone());
-                        continue 'request;
-                    }
-                    let mut all_names = vec![name.clone()];
-                    all_names.extend(info.soname.iter().cloned());
-                    out.libraries.push(Dep {
-                        name: name.clone(),
-                        side: dir.side,
-                        path: path.clone(),
-                        real: real.clone(),
-                        image_path: image_path.clone(),
-                        needed_by: loaded[idx].path.clone(),
-                        via: if dlopen { Via::Dlopen } else { dir.via },
-                    });
-                    queue.push(loaded.len());
-                    loaded.push(Loaded {
-                        side: dir.side,
-                        origin: parent(&path),
-                        image_origin: parent(&image_path),
-                        real,
-                        info,
-                        names: all_names,
-                        loader: Some(idx),
-                        path,
-                    });
-                    continue 'request;
-                }
-                if required {
-                    out.missing.push(Missing {
-                        name: names.join(" or "),
-                        needed_by: loaded[idx].path.clone(),
-                    });
-                }
+    /// What an object asks the loader for: its DT_NEEDED names, then the
+    /// libraries its dlopen notes ask for (each a list of alternatives), up
+    /// to the configured priority.
+    fn requests(&self, info: &ElfInfo) -> Vec<Request> {
+        let mut requests: Vec<Request> = info
+            .needed
+            .iter()
+            .map(|n| Request {
+                names: vec![n.clone()],
+                required: true,
+                dlopen: false,
+            })
+            .collect();
+        if let Some(level) = self.config.dlopen {
+            for note in info.dlopen.iter().filter(|n| n.priority <= level) {
+                requests.push(Request {
+                    names: note.sonames.clone(),
+                    required: note.priority == DlopenPriority::Required,
+                    dlopen: true,
+                });
             }
         }
-        Ok(out)
+        requests
+    }
+
+    /// Satisfy one request of `loaded[idx]`: by an object already loaded,
+    /// else by the first of its names the search finds, else (when it is
+    /// required) as missing.
+    fn satisfy(&self, walk: &mut Walk, idx: usize, request: &Request) {
+        if walk.already_loaded(idx, &request.names) {
+            return;
+        }
+        for name in &request.names {
+            if let Some(hit) = self.search(&walk.loaded, idx, name) {
+                walk.add_library(idx, name, hit, request.dlopen);
+                return;
+            }
+        }
+        if request.required {
+            walk.out.missing.push(Missing {
+                name: request.names.join(" or "),
+                needed_by: walk.loaded[idx].path.clone(),
+            });
+        }
     }
 
     /// Search for `name` needed by `loaded[idx]`.
-    #[allow(clippy::type_complexity)]
-    fn search(
-        &self,
-        loaded: &[Loaded],
-        idx: usize,
-        name: &str,
-    ) -> Option<(SearchDir, PathBuf, PathBuf, PathBuf, Arc<ElfInfo>)> {
+    fn search(&self, loaded: &[Loaded], idx: usize, name: &str) -> Option<Hit> {
         let req = &loaded[idx];
         let want = (req.info.class, req.info.machine);
         // glibc expands $ORIGIN, $LIB and $PLATFORM in DT_NEEDED too (dl-deps.c).
