@@ -123,13 +123,24 @@ struct GoPackage {
 
 /// An SPDX 2.3 JSON document describing one platform's image.
 pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
+    let digest_hex = manifest_hex(input)?;
+    let files = file_facts(input)?;
+    let mut doc = SpdxDoc::new(*input, files);
+    doc.add_image(digest_hex);
+    doc.add_debian_packages();
+    doc.add_go_modules();
+    Ok(doc.into_json())
+}
+
+/// The hex part of the image's manifest digest, which must be a sha256 one.
+fn manifest_hex<'a>(input: &SbomInput<'a>) -> Result<&'a str> {
     let fail = |m: String| {
         Error::msg(format!(
             "generate spdx sbom for {} on {}: {m}",
             input.name, input.platform
         ))
     };
-    let digest_hex = input
+    input
         .manifest_digest
         .strip_prefix("sha256:")
         .filter(|_| crate::digest::Digest::parse(input.manifest_digest).is_ok())
@@ -138,15 +149,15 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
                 "{:?} is not a sha256 digest",
                 input.manifest_digest
             ))
-        })?;
+        })
+}
 
-    let mut relationships: BTreeSet<(String, &'static str, String)> = BTreeSet::new();
-    relationships.insert(("SPDXRef-DOCUMENT".into(), "DESCRIBES", IMAGE_SPDX_ID.into()));
-
-    // Files (their facts gathered in parallel, kept in plan order).
+/// Every regular file of the image, in plan order, with its digests and Go
+/// build information (gathered in parallel).
+fn file_facts<'a>(input: &SbomInput<'a>) -> Result<Vec<FileFacts<'a>>> {
     use rayon::prelude::*;
-    let regular: Vec<(&ImagePath, &ItemKind)> = input
-        .plan
+    let plan: &'a Plan = input.plan;
+    let regular: Vec<(&ImagePath, &ItemKind)> = plan
         .entries
         .iter()
         .filter(|(_, item)| matches!(item.kind, ItemKind::File { .. } | ItemKind::Data { .. }))
@@ -170,196 +181,308 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
             _ => unreachable!("filtered to regular files"),
         })
         .collect::<Result<_>>()?;
-    let mut files: Vec<FileFacts> = Vec::with_capacity(facts.len());
-    for ((path, _), (sha1, sha256, go)) in regular.into_iter().zip(facts) {
-        let id = spdx_id("File", path.rel(), &[path.as_str()]);
-        relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
-        files.push(FileFacts {
+    Ok(regular
+        .into_iter()
+        .zip(facts)
+        .map(|((path, _), (sha1, sha256, go))| FileFacts {
             path,
-            id,
+            id: spdx_id("File", path.rel(), &[path.as_str()]),
             sha1,
             sha256,
             go,
-        });
-    }
-    let sha1_of: BTreeMap<&ImagePath, &str> =
-        files.iter().map(|f| (f.path, f.sha1.as_str())).collect();
-    let id_of: BTreeMap<&ImagePath, &str> = files.iter().map(|f| (f.path, f.id.as_str())).collect();
+        })
+        .collect())
+}
 
-    let mut packages: Vec<Value> = Vec::new();
-    let mut license_refs: BTreeMap<String, String> = BTreeMap::new();
+/// An SPDX relationship: (element, type, related element).
+type Relationship = (String, &'static str, String);
 
-    // The image.
-    let image_purl = format!(
-        "pkg:oci/{}@{}?arch={}&tag={}",
-        purl_encode(input.name.rsplit('/').next().unwrap_or(input.name)),
-        purl_encode(input.manifest_digest),
-        purl_encode(&input.platform.architecture),
-        purl_encode(input.tag)
-    );
-    packages.push(json!({
-        "SPDXID": IMAGE_SPDX_ID,
-        "name": input.name,
-        "versionInfo": input.tag,
-        "supplier": NOASSERTION,
-        "downloadLocation": NOASSERTION,
-        "filesAnalyzed": true,
-        "packageVerificationCode": {
-            "packageVerificationCodeValue": verification_code(files.iter().map(|f| f.sha1.as_str())),
-        },
-        "checksums": [{"algorithm": "SHA256", "checksumValue": digest_hex}],
-        "licenseConcluded": NOASSERTION,
-        "licenseDeclared": NOASSERTION,
-        "copyrightText": NOASSERTION,
-        "primaryPackagePurpose": "CONTAINER",
-        "externalRefs": [purl_ref(&image_purl)],
-        "comment": format!("{} image for {}", input.name, input.platform),
-    }));
+/// The SPDX document of [`spdx`], built step by step: the image's package,
+/// its Debian packages, its Go modules, then the document around them.
+struct SpdxDoc<'a> {
+    input: SbomInput<'a>,
+    files: Vec<FileFacts<'a>>,
+    /// In the order added; sorted by SPDXID when the document is written.
+    packages: Vec<Value>,
+    relationships: BTreeSet<Relationship>,
+    /// LicenseRef id → the license name Debian uses for it.
+    license_refs: BTreeMap<String, String>,
+}
 
-    // Debian packages.
-    let owned = owners(input.plan, input.dbs);
-    let mut deb_ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for o in owned.values() {
-        let p = o.pkg;
-        deb_ids.entry(p.name.as_str()).or_default().push(deb_id(p));
-    }
-    for o in owned.values() {
-        let p = o.pkg;
-        let id = deb_id(p);
-        relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
-        for (path, ..) in &o.files {
-            relationships.insert((id.clone(), "CONTAINS", id_of[path].to_string()));
+impl<'a> SpdxDoc<'a> {
+    /// The document describes the image, which contains every file.
+    fn new(input: SbomInput<'a>, files: Vec<FileFacts<'a>>) -> SpdxDoc<'a> {
+        let mut relationships = BTreeSet::new();
+        relationships.insert(("SPDXRef-DOCUMENT".into(), "DESCRIBES", IMAGE_SPDX_ID.into()));
+        for f in &files {
+            relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", f.id.clone()));
         }
-        for dep in depends(p) {
-            for dep_id in deb_ids.get(dep.as_str()).into_iter().flatten() {
-                if *dep_id != id {
-                    relationships.insert((id.clone(), "DEPENDS_ON", dep_id.clone()));
-                }
-            }
+        SpdxDoc {
+            input,
+            files,
+            packages: Vec::new(),
+            relationships,
+            license_refs: BTreeMap::new(),
         }
-        let (license, names) = o.db.licenses(p);
-        let license = match &license {
-            Some(l) => {
-                for name in &names {
-                    let lid = crate::dpkg::spdx_license_id(name);
-                    if lid.starts_with("LicenseRef-") {
-                        license_refs.entry(lid).or_insert_with(|| name.clone());
-                    }
-                }
-                l.clone()
-            }
-            None => NOASSERTION.into(),
-        };
-        let source_field = p.field("Source").unwrap_or_default();
-        let source_version = source_field
-            .split_once('(')
-            .and_then(|(_, v)| v.split_once(')'))
-            .map(|(v, _)| v.trim().to_string())
-            .unwrap_or_else(|| p.version.clone());
-        let source_name = p.source.as_deref().unwrap_or(&p.name);
-        let mut pkg = json!({
-            "SPDXID": id,
-            "name": p.name,
-            "versionInfo": p.version,
+    }
+
+    /// The image's own package: its manifest digest, and a verification
+    /// code over every file.
+    fn add_image(&mut self, digest_hex: &str) {
+        let input = &self.input;
+        let image_purl = format!(
+            "pkg:oci/{}@{}?arch={}&tag={}",
+            purl_encode(input.name.rsplit('/').next().unwrap_or(input.name)),
+            purl_encode(input.manifest_digest),
+            purl_encode(&input.platform.architecture),
+            purl_encode(input.tag)
+        );
+        self.packages.push(json!({
+            "SPDXID": IMAGE_SPDX_ID,
+            "name": input.name,
+            "versionInfo": input.tag,
             "supplier": NOASSERTION,
             "downloadLocation": NOASSERTION,
             "filesAnalyzed": true,
             "packageVerificationCode": {
-                "packageVerificationCodeValue":
-                    verification_code(o.files.iter().map(|(path, ..)| sha1_of[path])),
+                "packageVerificationCodeValue": verification_code(self.files.iter().map(|f| f.sha1.as_str())),
             },
-            "licenseConcluded": license,
-            "licenseDeclared": license,
-            "copyrightText": NOASSERTION,
-            "sourceInfo": format!("built package from: {source_name} {source_version}"),
-            "externalRefs": [purl_ref(&deb_purl(o.db, p))],
-        });
-        if let Some(summary) = p
-            .field("Description")
-            .and_then(|d| d.lines().next().map(str::trim).map(str::to_string))
-            .filter(|s| !s.is_empty())
-        {
-            pkg["summary"] = Value::String(summary);
-        }
-        packages.push(pkg);
-    }
-
-    // Go modules.
-    let mut go_packages: BTreeMap<String, GoPackage> = BTreeMap::new();
-    for f in &files {
-        let Some(info) = &f.go else {
-            continue;
-        };
-        let mut members: Vec<GoPackage> = Vec::new();
-        let main = match (&info.main, &info.path) {
-            (Some(m), _) => {
-                let m = m.effective();
-                Some(go_module(&m.path, &m.version))
-            }
-            (None, Some(path)) => Some(go_module(path, "")),
-            (None, None) => None,
-        };
-        if let Some(v) = info.stdlib_version() {
-            members.push(GoPackage {
-                name: "stdlib".into(),
-                version: Some(format!("go{v}")),
-                purl: format!("pkg:golang/stdlib@{}", purl_encode(&v)),
-                cpe: Some(format!(
-                    "cpe:2.3:a:golang:go:{}:-:*:*:*:*:*:*",
-                    cpe_encode(&v)
-                )),
-            });
-        }
-        for d in &info.deps {
-            let d = d.effective();
-            members.push(go_module(&d.path, &d.version));
-        }
-        let main_id = main.as_ref().map(go_id);
-        if let Some(m) = main {
-            members.push(m);
-        }
-        for m in members {
-            let id = go_id(&m);
-            relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
-            match &main_id {
-                Some(main_id) if *main_id != id => {
-                    relationships.insert((main_id.clone(), "DEPENDS_ON", id.clone()));
-                }
-                _ => {
-                    relationships.insert((f.id.clone(), "GENERATED_FROM", id.clone()));
-                }
-            }
-            go_packages.entry(id).or_insert(m);
-        }
-    }
-    for (id, g) in &go_packages {
-        let mut refs = vec![purl_ref(&g.purl)];
-        if let Some(cpe) = &g.cpe {
-            refs.push(json!({
-                "referenceCategory": "SECURITY",
-                "referenceType": "cpe23Type",
-                "referenceLocator": cpe,
-            }));
-        }
-        let mut pkg = json!({
-            "SPDXID": id,
-            "name": g.name,
-            "supplier": NOASSERTION,
-            "downloadLocation": NOASSERTION,
-            "filesAnalyzed": false,
+            "checksums": [{"algorithm": "SHA256", "checksumValue": digest_hex}],
             "licenseConcluded": NOASSERTION,
             "licenseDeclared": NOASSERTION,
             "copyrightText": NOASSERTION,
-            "externalRefs": refs,
-        });
-        if let Some(v) = &g.version {
-            pkg["versionInfo"] = Value::String(v.clone());
-        }
-        packages.push(pkg);
+            "primaryPackagePurpose": "CONTAINER",
+            "externalRefs": [purl_ref(&image_purl)],
+            "comment": format!("{} image for {}", input.name, input.platform),
+        }));
     }
 
-    packages.sort_by(|a, b| a["SPDXID"].as_str().cmp(&b["SPDXID"].as_str()));
-    let files_json: Vec<Value> = files
+    /// A package for each Debian package that owns a file of the image,
+    /// with what it contains and which of the others it depends on.
+    fn add_debian_packages(&mut self) {
+        let owned = owners(self.input.plan, self.input.dbs);
+        let sha1_of: BTreeMap<&ImagePath, &str> = self
+            .files
+            .iter()
+            .map(|f| (f.path, f.sha1.as_str()))
+            .collect();
+        let id_of: BTreeMap<&ImagePath, &str> =
+            self.files.iter().map(|f| (f.path, f.id.as_str())).collect();
+        let mut deb_ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for o in owned.values() {
+            let p = o.pkg;
+            deb_ids.entry(p.name.as_str()).or_default().push(deb_id(p));
+        }
+        for o in owned.values() {
+            let id = deb_id(o.pkg);
+            deb_relationships(&mut self.relationships, o, &id, &id_of, &deb_ids);
+            let license = deb_license(o, &mut self.license_refs);
+            self.packages.push(deb_package(o, id, license, &sha1_of));
+        }
+    }
+
+    /// A package for each Go module (and standard library) of the image's
+    /// Go programs: a program's main module depends on the others; a
+    /// program without one is generated from them.
+    fn add_go_modules(&mut self) {
+        let mut go_packages: BTreeMap<String, GoPackage> = BTreeMap::new();
+        for f in &self.files {
+            let Some(info) = &f.go else {
+                continue;
+            };
+            let (main_id, members) = go_members(info);
+            for m in members {
+                let id = go_id(&m);
+                self.relationships
+                    .insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
+                match &main_id {
+                    Some(main_id) if *main_id != id => {
+                        self.relationships
+                            .insert((main_id.clone(), "DEPENDS_ON", id.clone()));
+                    }
+                    _ => {
+                        self.relationships
+                            .insert((f.id.clone(), "GENERATED_FROM", id.clone()));
+                    }
+                }
+                go_packages.entry(id).or_insert(m);
+            }
+        }
+        for (id, g) in &go_packages {
+            self.packages.push(go_package(id, g));
+        }
+    }
+
+    /// The document: its header, then the packages sorted by SPDXID, the
+    /// files, the relationships and the licenses SPDX does not know.
+    fn into_json(mut self) -> Vec<u8> {
+        self.packages
+            .sort_by(|a, b| a["SPDXID"].as_str().cmp(&b["SPDXID"].as_str()));
+        let files_json = files_json(&self.files);
+        let relationships_json = relationships_json(self.relationships);
+        let mut doc = document_header(&self.input);
+        // Moved in: json! would serialize (copy) them.
+        doc["packages"] = Value::Array(self.packages);
+        doc["files"] = Value::Array(files_json);
+        doc["relationships"] = Value::Array(relationships_json);
+        if !self.license_refs.is_empty() {
+            doc["hasExtractedLicensingInfos"] = extracted_licenses(self.license_refs);
+        }
+        // A Value's maps are already sorted: serialized as is, not copied.
+        serde_json::to_vec(&doc).expect("a JSON value always serializes")
+    }
+}
+
+/// A Debian package's relationships: the image contains it, it contains
+/// its files, and it depends on the image's packages its Depends and
+/// Pre-Depends name.
+fn deb_relationships(
+    relationships: &mut BTreeSet<Relationship>,
+    o: &Owned,
+    id: &str,
+    id_of: &BTreeMap<&ImagePath, &str>,
+    deb_ids: &BTreeMap<&str, Vec<String>>,
+) {
+    relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.to_string()));
+    for (path, ..) in &o.files {
+        relationships.insert((id.to_string(), "CONTAINS", id_of[path].to_string()));
+    }
+    for dep in depends(o.pkg) {
+        for dep_id in deb_ids.get(dep.as_str()).into_iter().flatten() {
+            if *dep_id != id {
+                relationships.insert((id.to_string(), "DEPENDS_ON", dep_id.clone()));
+            }
+        }
+    }
+}
+
+/// A Debian package's SPDX license expression, or NOASSERTION; the names it
+/// uses that SPDX does not list are added to `license_refs`.
+fn deb_license(o: &Owned, license_refs: &mut BTreeMap<String, String>) -> String {
+    let (license, names) = o.db.licenses(o.pkg);
+    match &license {
+        Some(l) => {
+            for name in &names {
+                let lid = crate::dpkg::spdx_license_id(name);
+                if lid.starts_with("LicenseRef-") {
+                    license_refs.entry(lid).or_insert_with(|| name.clone());
+                }
+            }
+            l.clone()
+        }
+        None => NOASSERTION.into(),
+    }
+}
+
+/// A Debian package's SPDX package, with the verification code of the
+/// image files it owns.
+fn deb_package(
+    o: &Owned,
+    id: String,
+    license: String,
+    sha1_of: &BTreeMap<&ImagePath, &str>,
+) -> Value {
+    let p = o.pkg;
+    let source_field = p.field("Source").unwrap_or_default();
+    let source_version = source_field
+        .split_once('(')
+        .and_then(|(_, v)| v.split_once(')'))
+        .map(|(v, _)| v.trim().to_string())
+        .unwrap_or_else(|| p.version.clone());
+    let source_name = p.source.as_deref().unwrap_or(&p.name);
+    let mut pkg = json!({
+        "SPDXID": id,
+        "name": p.name,
+        "versionInfo": p.version,
+        "supplier": NOASSERTION,
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": true,
+        "packageVerificationCode": {
+            "packageVerificationCodeValue":
+                verification_code(o.files.iter().map(|(path, ..)| sha1_of[path])),
+        },
+        "licenseConcluded": license,
+        "licenseDeclared": license,
+        "copyrightText": NOASSERTION,
+        "sourceInfo": format!("built package from: {source_name} {source_version}"),
+        "externalRefs": [purl_ref(&deb_purl(o.db, p))],
+    });
+    if let Some(summary) = p
+        .field("Description")
+        .and_then(|d| d.lines().next().map(str::trim).map(str::to_string))
+        .filter(|s| !s.is_empty())
+    {
+        pkg["summary"] = Value::String(summary);
+    }
+    pkg
+}
+
+/// The modules a Go program's build information records: the standard
+/// library, the dependencies, then the main module (last), with the main
+/// module's SPDX id when it has one.
+fn go_members(info: &BuildInfo) -> (Option<String>, Vec<GoPackage>) {
+    let mut members: Vec<GoPackage> = Vec::new();
+    let main = match (&info.main, &info.path) {
+        (Some(m), _) => {
+            let m = m.effective();
+            Some(go_module(&m.path, &m.version))
+        }
+        (None, Some(path)) => Some(go_module(path, "")),
+        (None, None) => None,
+    };
+    if let Some(v) = info.stdlib_version() {
+        members.push(GoPackage {
+            name: "stdlib".into(),
+            version: Some(format!("go{v}")),
+            purl: format!("pkg:golang/stdlib@{}", purl_encode(&v)),
+            cpe: Some(format!(
+                "cpe:2.3:a:golang:go:{}:-:*:*:*:*:*:*",
+                cpe_encode(&v)
+            )),
+        });
+    }
+    for d in &info.deps {
+        let d = d.effective();
+        members.push(go_module(&d.path, &d.version));
+    }
+    let main_id = main.as_ref().map(go_id);
+    if let Some(m) = main {
+        members.push(m);
+    }
+    (main_id, members)
+}
+
+/// A Go module's SPDX package, with its PURL and (for the standard
+/// library) its CPE.
+fn go_package(id: &str, g: &GoPackage) -> Value {
+    let mut refs = vec![purl_ref(&g.purl)];
+    if let Some(cpe) = &g.cpe {
+        refs.push(json!({
+            "referenceCategory": "SECURITY",
+            "referenceType": "cpe23Type",
+            "referenceLocator": cpe,
+        }));
+    }
+    let mut pkg = json!({
+        "SPDXID": id,
+        "name": g.name,
+        "supplier": NOASSERTION,
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": false,
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": NOASSERTION,
+        "copyrightText": NOASSERTION,
+        "externalRefs": refs,
+    });
+    if let Some(v) = &g.version {
+        pkg["versionInfo"] = Value::String(v.clone());
+    }
+    pkg
+}
+
+/// The document's files, with their SHA-1 and SHA-256.
+fn files_json(files: &[FileFacts]) -> Vec<Value> {
+    files
         .iter()
         .map(|f| {
             json!({
@@ -373,14 +496,22 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
                 "copyrightText": NOASSERTION,
             })
         })
-        .collect();
-    let relationships_json: Vec<Value> = relationships
+        .collect()
+}
+
+/// The document's relationships, in their sorted order.
+fn relationships_json(relationships: BTreeSet<Relationship>) -> Vec<Value> {
+    relationships
         .into_iter()
         .map(
             |(a, t, b)| json!({"spdxElementId": a, "relationshipType": t, "relatedSpdxElement": b}),
         )
-        .collect();
-    let mut doc = json!({
+        .collect()
+}
+
+/// The document's own fields: SPDX version, name, namespace and creation.
+fn document_header(input: &SbomInput) -> Value {
+    json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
@@ -390,28 +521,25 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
             "created": rfc3339(input.epoch),
             "creators": [format!("Tool: bareroot-{}", env!("CARGO_PKG_VERSION"))],
         },
-    });
-    // Moved in: json! would serialize (copy) them.
-    doc["packages"] = Value::Array(packages);
-    doc["files"] = Value::Array(files_json);
-    doc["relationships"] = Value::Array(relationships_json);
-    if !license_refs.is_empty() {
-        doc["hasExtractedLicensingInfos"] = license_refs
-            .into_iter()
-            .map(|(id, name)| {
-                json!({
-                    "licenseId": id,
-                    "name": name,
-                    "extractedText": format!(
-                        "The license Debian's machine-readable copyright files call \"{name}\"; \
-                         its text is in the package's /usr/share/doc/<package>/copyright."
-                    ),
-                })
+    })
+}
+
+/// `hasExtractedLicensingInfos`: each LicenseRef with the Debian name it
+/// stands for.
+fn extracted_licenses(license_refs: BTreeMap<String, String>) -> Value {
+    license_refs
+        .into_iter()
+        .map(|(id, name)| {
+            json!({
+                "licenseId": id,
+                "name": name,
+                "extractedText": format!(
+                    "The license Debian's machine-readable copyright files call \"{name}\"; \
+                     its text is in the package's /usr/share/doc/<package>/copyright."
+                ),
             })
-            .collect();
-    }
-    // A Value's maps are already sorted: serialized as is, not copied.
-    Ok(serde_json::to_vec(&doc).expect("a JSON value always serializes"))
+        })
+        .collect()
 }
 
 /// A file's Go build information when it is an ELF Go program. Only ELF
