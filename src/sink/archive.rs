@@ -94,11 +94,8 @@ fn add_file(plan: &mut Plan, name: &str, src: &Path) -> Result<()> {
     let size = fs::metadata(src).with_path("stat", src)?.len();
     let at =
         ImagePath::new(name).map_err(|m| Error::msg(format!("write archive entry {name}: {m}")))?;
-    plan.insert(
-        &at,
-        Item::file(src.to_path_buf(), size, name).explicit(),
-    )
-    .map_err(|m| Error::msg(format!("write archive entry {name}: {m}")))
+    plan.insert(&at, Item::file(src.to_path_buf(), size, name).explicit())
+        .map_err(|m| Error::msg(format!("write archive entry {name}: {m}")))
 }
 
 /// Tar `plan` into `dest` through a temporary file beside it.
