@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::dpkg::{DpkgDb, Package};
 use crate::error::{Error, IoResultExt, Result};
 use crate::gobuildinfo::{self, BuildInfo};
-use crate::plan::packages::owners;
+use crate::plan::packages::{owners, Owned};
 use crate::plan::{ItemKind, Plan};
 use crate::platform::Platform;
 use crate::recipe::ImagePath;
