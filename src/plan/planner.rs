@@ -510,6 +510,31 @@ impl<'a> Planner<'a> {
         )
     }
 
+    /// An ELF program found in a tree: it must be the platform's, and a
+    /// dynamic one brings its closure.
+    fn tree_program(
+        &self,
+        label: &str,
+        side: Side,
+        src_path: &Path,
+        host_file: &Path,
+        at: &ImagePath,
+        deps: &mut BTreeMap<(PathBuf, Side, PathBuf), String>,
+    ) -> Result<()> {
+        let fail = |m: String| Error::msg(format!("{label}: {m}"));
+        let info = self
+            .resolver
+            .parse(side, src_path)
+            .map_err(|m| fail(format!("read {}: {m}", host_file.display())))?;
+        self.toolchain
+            .check(&info)
+            .map_err(|m| fail(format!("{} {m}", host_file.display())))?;
+        if info.dynamic {
+            self.collect(label, side, src_path, at, deps)?;
+        }
+        Ok(())
+    }
+
     /// [`Planner::tree`] leaving out what `exclude` matches.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn tree_excluding(
@@ -536,44 +561,9 @@ impl<'a> Planner<'a> {
             return Err(fail(format!("{} is not a directory", host.display())));
         }
         let root_host = self.resolver.fs(side).host_path(&r.real);
-        let excluded = |e: &walkdir::DirEntry| -> bool {
-            let rel = e.path().strip_prefix(&root_host).unwrap_or(e.path());
-            let rel = rel.to_string_lossy();
-            let name = e.file_name().to_string_lossy();
-            !rel.is_empty()
-                && exclude.iter().any(|x| {
-                    if x.contains('/') {
-                        crate::loader::closure::wildmatch(
-                            x.trim_start_matches('/').as_bytes(),
-                            rel.as_bytes(),
-                        )
-                    } else {
-                        crate::loader::closure::wildmatch(x.as_bytes(), name.as_bytes())
-                    }
-                })
-        };
+        let entries = walk_tree(&root_host, exclude).map_err(&fail)?;
         // Hard-linked inputs: (device, inode) → indexes into `later`.
         let mut links: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
-        let walker = WalkDir::new(&root_host)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| !excluded(e));
-        let mut entries = Vec::new();
-        for entry in walker {
-            entries.push(entry.map_err(|e| {
-                let p = e
-                    .path()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                fail(format!(
-                    "read {p}: {}",
-                    e.io_error()
-                        .map(crate::error::io_message)
-                        .unwrap_or_else(|| e.to_string())
-                ))
-            })?);
-        }
         // Every regular file probed in parallel; used in order below, so
         // the first failure in image order is the one reported.
         let probes: Vec<Option<Result<Probe>>> = {
@@ -603,120 +593,149 @@ impl<'a> Planner<'a> {
             let t = entry.file_type();
             let why = format!("{label}: {}", entry.path().display());
             let item = if t.is_dir() {
-                Item {
-                    kind: ItemKind::Dir,
-                    mode: DIR_MODE,
-                    uid: 0,
-                    gid: 0,
-                    why,
-                    explicit: false,
-                }
+                Item::dir(why)
             } else if t.is_symlink() {
                 let target = fs::read_link(entry.path()).with_path("read link", entry.path())?;
-                Item {
-                    kind: ItemKind::Symlink {
-                        target: target.to_string_lossy().into_owned(),
-                    },
-                    mode: 0o777,
-                    uid: 0,
-                    gid: 0,
-                    why,
-                    explicit: false,
-                }
+                let target = target.to_string_lossy().into_owned();
+                Item::new(ItemKind::Symlink { target }, 0o777, why)
             } else if let Some(probed) = probed {
                 let p = probed?;
-                let host_file = entry.path().to_path_buf();
                 if p.content == Content::ElfExecutable {
                     let src_path = r.real.join(rel);
-                    let info = self
-                        .resolver
-                        .parse(side, &src_path)
-                        .map_err(|m| fail(format!("read {}: {m}", host_file.display())))?;
-                    self.toolchain
-                        .check(&info)
-                        .map_err(|m| fail(format!("{} {m}", host_file.display())))?;
-                    if info.dynamic {
-                        self.collect(label, side, &src_path, &at, deps)?;
-                    }
+                    self.tree_program(label, side, &src_path, entry.path(), &at, deps)?;
                 }
                 if let Some(id) = p.linked {
                     links.entry(id).or_default().push(later.len());
                 }
-                Item {
-                    kind: ItemKind::File {
-                        src: host_file,
-                        size: p.size,
-                    },
-                    mode: if p.content == Content::Data {
-                        FILE_MODE
-                    } else {
-                        EXEC_MODE
-                    },
-                    uid: 0,
-                    gid: 0,
-                    why,
-                    explicit: false,
-                }
+                let mode = match p.content {
+                    Content::Data => FILE_MODE,
+                    _ => EXEC_MODE,
+                };
+                Item::file(entry.path().to_path_buf(), p.size, why).with_mode(mode)
             } else {
-                use std::os::unix::fs::{FileTypeExt, MetadataExt};
-                let kind = if t.is_fifo() {
-                    Some(SpecialKind::Fifo)
-                } else if t.is_char_device() {
-                    Some(SpecialKind::CharDevice)
-                } else if t.is_block_device() {
-                    Some(SpecialKind::BlockDevice)
-                } else {
-                    None
-                };
-                let Some(kind) = kind.filter(|k| specials.contains(k)) else {
-                    return Err(fail(format!(
-                        "{}: is a {}, which a tree holds only when its `specials` names it{}",
-                        entry.path().display(),
-                        kind.map_or("socket", |k| match k {
-                            SpecialKind::Fifo => "FIFO",
-                            SpecialKind::CharDevice => "character device",
-                            SpecialKind::BlockDevice => "block device",
-                        }),
-                        if kind.is_none() {
-                            " (and a socket never: a layer cannot hold one)"
-                        } else {
-                            ""
-                        }
-                    )));
-                };
-                // Recorded from the directory entry: never opened.
-                let rdev = entry
-                    .metadata()
-                    .map_err(|e| fail(format!("stat {}: {e}", entry.path().display())))?
-                    .rdev();
-                Item {
-                    kind: ItemKind::Special {
-                        kind,
-                        major: libc::major(rdev),
-                        minor: libc::minor(rdev),
-                    },
-                    mode: SPECIAL_MODE,
-                    uid: 0,
-                    gid: 0,
-                    why,
-                    explicit: false,
-                }
+                special_item(entry, specials, why).map_err(&fail)?
             };
             later.push((at, item, label.to_string()));
         }
-        // Within a group of hard links, the first path in image order (the
-        // layer's order) carries the bytes; the others become link entries.
-        for group in links.values().filter(|g| g.len() > 1) {
-            let mut group = group.clone();
-            group.sort_by(|a, b| later[*a].0.cmp(&later[*b].0));
-            let first = later[group[0]].0.clone();
-            for &i in &group[1..] {
-                later[i].1.kind = ItemKind::HardLink {
-                    target: first.clone(),
-                };
-            }
-        }
+        mark_hard_links(&links, later);
         Ok(())
+    }
+}
+
+/// Every entry of a `[[tree]]` below `root_host`, in path order, without
+/// what `exclude` leaves out (a pattern with a `/` matches the path below
+/// the root, one without matches the name).
+fn walk_tree(
+    root_host: &Path,
+    exclude: &[String],
+) -> std::result::Result<Vec<walkdir::DirEntry>, String> {
+    let excluded = |e: &walkdir::DirEntry| -> bool {
+        let rel = e.path().strip_prefix(root_host).unwrap_or(e.path());
+        let rel = rel.to_string_lossy();
+        let name = e.file_name().to_string_lossy();
+        !rel.is_empty()
+            && exclude.iter().any(|x| {
+                if x.contains('/') {
+                    crate::loader::closure::wildmatch(
+                        x.trim_start_matches('/').as_bytes(),
+                        rel.as_bytes(),
+                    )
+                } else {
+                    crate::loader::closure::wildmatch(x.as_bytes(), name.as_bytes())
+                }
+            })
+    };
+    let walker = WalkDir::new(root_host)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !excluded(e));
+    let mut entries = Vec::new();
+    for entry in walker {
+        entries.push(entry.map_err(|e| {
+            let p = e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            format!(
+                "read {p}: {}",
+                e.io_error()
+                    .map(crate::error::io_message)
+                    .unwrap_or_else(|| e.to_string())
+            )
+        })?);
+    }
+    Ok(entries)
+}
+
+/// The item of a FIFO or device node a tree keeps, when its `specials`
+/// names the kind; a socket never.
+fn special_item(
+    entry: &walkdir::DirEntry,
+    specials: &[SpecialKind],
+    why: String,
+) -> std::result::Result<Item, String> {
+    let t = entry.file_type();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let kind = if t.is_fifo() {
+        Some(SpecialKind::Fifo)
+    } else if t.is_char_device() {
+        Some(SpecialKind::CharDevice)
+    } else if t.is_block_device() {
+        Some(SpecialKind::BlockDevice)
+    } else {
+        None
+    };
+    let Some(kind) = kind.filter(|k| specials.contains(k)) else {
+        return Err(format!(
+            "{}: is a {}, which a tree holds only when its `specials` names it{}",
+            entry.path().display(),
+            kind.map_or("socket", |k| match k {
+                SpecialKind::Fifo => "FIFO",
+                SpecialKind::CharDevice => "character device",
+                SpecialKind::BlockDevice => "block device",
+            }),
+            if kind.is_none() {
+                " (and a socket never: a layer cannot hold one)"
+            } else {
+                ""
+            }
+        ));
+    };
+    // Recorded from the directory entry: never opened.
+    let rdev = entry
+        .metadata()
+        .map_err(|e| format!("stat {}: {e}", entry.path().display()))?
+        .rdev();
+    Ok(Item {
+        kind: ItemKind::Special {
+            kind,
+            major: libc::major(rdev),
+            minor: libc::minor(rdev),
+        },
+        mode: SPECIAL_MODE,
+        uid: 0,
+        gid: 0,
+        why,
+        explicit: false,
+    })
+}
+
+/// Within a group of hard links, the first path in image order (the
+/// layer's order) carries the bytes; the others become link entries.
+fn mark_hard_links(
+    links: &BTreeMap<(u64, u64), Vec<usize>>,
+    later: &mut [(ImagePath, Item, String)],
+) {
+    for group in links.values().filter(|g| g.len() > 1) {
+        let mut group = group.clone();
+        group.sort_by(|a, b| later[*a].0.cmp(&later[*b].0));
+        let first = later[group[0]].0.clone();
+        for &i in &group[1..] {
+            later[i].1.kind = ItemKind::HardLink {
+                target: first.clone(),
+            };
+        }
     }
 }
 
