@@ -241,3 +241,212 @@ fn copyright_sources(plan: &Plan, dbs: &[DpkgDb]) -> BTreeMap<String, (PathBuf, 
         })
         .collect()
 }
+
+/// A small Debian root and a plan of its files, for the tests of this
+/// module and of the SBOM.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::path::{Path, PathBuf};
+
+    use crate::plan::{Item, Plan};
+    use crate::recipe::ImagePath;
+
+    pub fn write(path: &Path, bytes: &[u8]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    /// A usr-merged Debian root with libc6 (amd64 and i386), libz (a
+    /// DEP-5 copyright) and an unowned file.
+    pub fn root() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        symlink("usr/lib", r.join("lib")).unwrap();
+        write(&r.join("usr/lib/x86_64-linux-gnu/libc.so.6"), b"libc amd64");
+        write(&r.join("usr/lib/i386-linux-gnu/libc.so.6"), b"libc i386");
+        write(&r.join("usr/lib/x86_64-linux-gnu/libz.so.1.3"), b"zlib");
+        write(&r.join("usr/local/lib/mine.so"), b"mine");
+        write(
+            &r.join("var/lib/dpkg/status"),
+            b"Package: libc6\nStatus: install ok installed\nArchitecture: amd64\n\
+              Source: glibc\nVersion: 2.36-9+deb12u4\nDescription: GNU C Library\n more\n\n\
+              Package: libc6\nStatus: install ok installed\nArchitecture: i386\n\
+              Source: glibc\nVersion: 2.36-9+deb12u4\n\n\
+              Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\n\
+              Source: zlib (1:1.3)\nVersion: 1:1.3+dfsg-1\nDepends: libc6 (>= 2.14)\n\
+              Conffiles:\n /etc/z 00000000000000000000000000000000\n",
+        );
+        write(
+            &r.join("var/lib/dpkg/info/libc6:amd64.list"),
+            b"/lib/x86_64-linux-gnu/libc.so.6\n",
+        );
+        write(
+            &r.join("var/lib/dpkg/info/libc6:i386.list"),
+            b"/lib/i386-linux-gnu/libc.so.6\n",
+        );
+        write(
+            &r.join("var/lib/dpkg/info/zlib1g:amd64.list"),
+            b"/lib/x86_64-linux-gnu/libz.so.1.3\n",
+        );
+        write(
+            &r.join("usr/share/doc/zlib1g/copyright"),
+            b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+              Files: *\nLicense: Zlib\n\nFiles: contrib/*\nLicense: public-domain\n",
+        );
+        write(&r.join("etc/os-release"), b"ID=debian\nVERSION_ID=\"12\"\n");
+        t
+    }
+
+    pub fn file(src: PathBuf) -> Item {
+        let size = fs::metadata(&src).unwrap().len();
+        Item::file(src, size, "test").with_mode(0o755).explicit()
+    }
+
+    pub fn plan(r: &Path, with_i386: bool) -> Plan {
+        let mut plan = Plan::default();
+        let mut add =
+            |image: &str, item: Item| plan.insert(&ImagePath::new(image).unwrap(), item).unwrap();
+        // The loader opens /lib/...; the plan keeps the image path it opens.
+        add(
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            file(r.join("usr/lib/x86_64-linux-gnu/libc.so.6")),
+        );
+        add(
+            "/usr/lib/x86_64-linux-gnu/libz.so.1",
+            file(r.join("usr/lib/x86_64-linux-gnu/libz.so.1.3")),
+        );
+        add("/opt/mine.so", file(r.join("usr/local/lib/mine.so")));
+        add(
+            "/etc/passwd",
+            Item::data(&b"root:x:0:0::/:/sbin/nologin\n"[..], "generated"),
+        );
+        if with_i386 {
+            add(
+                "/lib/i386-linux-gnu/libc.so.6",
+                file(r.join("usr/lib/i386-linux-gnu/libc.so.6")),
+            );
+        }
+        plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{plan, root, write};
+    use super::*;
+    use md5::Digest as _;
+
+    fn md5_hex(b: &[u8]) -> String {
+        hex(&md5::Md5::digest(b))
+    }
+
+    #[test]
+    fn writes_status_d_for_owning_packages_only() {
+        let t = root();
+        let dbs = vec![DpkgDb::load(t.path()).unwrap().unwrap()];
+        let meta = package_metadata(&plan(t.path(), false), &dbs).unwrap();
+        let keys: Vec<_> = meta.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "/var/lib/dpkg/status.d/libc6",
+                "/var/lib/dpkg/status.d/libc6.md5sums",
+                "/var/lib/dpkg/status.d/zlib1g",
+                "/var/lib/dpkg/status.d/zlib1g.md5sums",
+            ]
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/zlib1g"]),
+            "Package: zlib1g\nArchitecture: amd64\nSource: zlib (1:1.3)\n\
+             Version: 1:1.3+dfsg-1\nDepends: libc6 (>= 2.14)\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/libc6.md5sums"]),
+            format!(
+                "{}  lib/x86_64-linux-gnu/libc.so.6\n",
+                md5_hex(b"libc amd64")
+            )
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/zlib1g.md5sums"]),
+            format!("{}  usr/lib/x86_64-linux-gnu/libz.so.1\n", md5_hex(b"zlib"))
+        );
+        let copyrights = copyright_files(&plan(t.path(), false), &dbs);
+        assert_eq!(
+            copyrights.keys().collect::<Vec<_>>(),
+            ["/usr/share/doc/zlib1g/copyright"]
+        );
+    }
+
+    #[test]
+    fn md5s_are_dpkgs_record_when_it_has_one() {
+        let t = root();
+        // dpkg's md5sums for zlib1g records its one file (as the package
+        // lists it, through the /lib symlink); libc6 has none, so its
+        // file is hashed.
+        let recorded = "0123456789abcdef0123456789abcdef";
+        write(
+            &t.path().join("var/lib/dpkg/info/zlib1g:amd64.md5sums"),
+            format!("{recorded}  lib/x86_64-linux-gnu/libz.so.1.3\n").as_bytes(),
+        );
+        let dbs = vec![DpkgDb::load(t.path()).unwrap().unwrap()];
+        let meta = package_metadata(&plan(t.path(), false), &dbs).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/zlib1g.md5sums"]),
+            format!("{recorded}  usr/lib/x86_64-linux-gnu/libz.so.1\n")
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta["/var/lib/dpkg/status.d/libc6.md5sums"]),
+            format!(
+                "{}  lib/x86_64-linux-gnu/libc.so.6\n",
+                md5_hex(b"libc amd64")
+            )
+        );
+    }
+
+    #[test]
+    fn two_architectures_get_qualified_names() {
+        let t = root();
+        let dbs = vec![DpkgDb::load(t.path()).unwrap().unwrap()];
+        let meta = package_metadata(&plan(t.path(), true), &dbs).unwrap();
+        assert!(meta.contains_key("/var/lib/dpkg/status.d/libc6:amd64"));
+        assert!(meta.contains_key("/var/lib/dpkg/status.d/libc6:i386.md5sums"));
+        assert!(meta.contains_key("/var/lib/dpkg/status.d/zlib1g"));
+    }
+
+    #[test]
+    fn no_database_no_metadata() {
+        let t = root();
+        assert!(package_metadata(&plan(t.path(), false), &[])
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn every_added_entry_names_its_package() {
+        let t = root();
+        let dbs = vec![DpkgDb::load(t.path()).unwrap().unwrap()];
+        let mut p = plan(t.path(), false);
+        add(&mut p, &dbs).unwrap();
+        let why = |at: &str| p.entries[&ImagePath::new(at).unwrap()].why.clone();
+        assert_eq!(
+            why("/var/lib/dpkg/status.d/zlib1g"),
+            "package metadata for scanners: the dpkg status of package zlib1g"
+        );
+        assert_eq!(
+            why("/var/lib/dpkg/status.d/zlib1g.md5sums"),
+            "package metadata for scanners: the file list (md5sums) of package zlib1g"
+        );
+        assert_eq!(
+            why("/usr/share/doc/zlib1g/copyright"),
+            "package metadata for scanners: the copyright file of package zlib1g"
+        );
+        // No package of this root owns its os-release.
+        assert_eq!(
+            why("/etc/os-release"),
+            "package metadata for scanners: the distribution's os-release"
+        );
+    }
+}
