@@ -364,17 +364,7 @@ mod tests {
         // An old mtime, so the rewrite below surely changes the stamp.
         filetime::set_file_mtime(&src, filetime::FileTime::from_unix_time(946_684_800, 0)).unwrap();
         let mut plan = Plan::default();
-        let item = Item {
-            kind: ItemKind::File {
-                src: src.clone(),
-                size: 13,
-            },
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            why: "test".into(),
-            explicit: true,
-        };
+        let item = Item::file(src.clone(), 13, "test").explicit();
         plan.insert(&ImagePath::new("/f").unwrap(), item).unwrap();
         let gz = Compression::Gzip { level: 3 };
         let now = crate::digest::Source::default();

@@ -606,17 +606,7 @@ mod tests {
     fn plan_of(src: &Path) -> Plan {
         let mut plan = Plan::default();
         let size = std::fs::metadata(src).unwrap().len();
-        let item = Item {
-            kind: ItemKind::File {
-                src: src.to_path_buf(),
-                size,
-            },
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            why: "test".into(),
-            explicit: true,
-        };
+        let item = Item::file(src.to_path_buf(), size, "test").explicit();
         plan.insert(&ImagePath::new("/data").unwrap(), item)
             .unwrap();
         plan
@@ -707,17 +697,7 @@ mod tests {
             let src = t.path().join(format!("f{i:03}"));
             let bytes: Vec<u8> = (0..size).map(|j| (i * 31 + j * 7) as u8).collect();
             std::fs::write(&src, &bytes).unwrap();
-            let item = crate::plan::Item {
-                kind: ItemKind::File {
-                    src: src.clone(),
-                    size: size as u64,
-                },
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                why: "test".into(),
-                explicit: true,
-            };
+            let item = crate::plan::Item::file(src.clone(), size as u64, "test").explicit();
             plan.insert(&ImagePath::new(&format!("/f{i:03}")).unwrap(), item)
                 .unwrap();
             files.push((src, bytes));

@@ -76,6 +76,22 @@ impl Item {
         Item::new(ItemKind::Dir, DIR_MODE, why)
     }
 
+    /// A symbolic link to `target`, mode 0777.
+    pub fn symlink(target: impl Into<String>, why: impl Into<String>) -> Item {
+        Item::new(
+            ItemKind::Symlink {
+                target: target.into(),
+            },
+            0o777,
+            why,
+        )
+    }
+
+    /// The same entry owned by `uid` and `gid`.
+    pub fn with_owner(self, uid: u32, gid: u32) -> Item {
+        Item { uid, gid, ..self }
+    }
+
     /// The same entry with these permission bits.
     pub fn with_mode(self, mode: u32) -> Item {
         Item { mode, ..self }
@@ -187,17 +203,7 @@ impl Plan {
         for p in parents.into_iter().rev() {
             match self.entries.get(&p).map(|e| &e.kind) {
                 None => {
-                    self.entries.insert(
-                        p,
-                        Item {
-                            kind: ItemKind::Dir,
-                            mode: DIR_MODE,
-                            uid: 0,
-                            gid: 0,
-                            why: "parent directory".into(),
-                            explicit: false,
-                        },
-                    );
+                    self.entries.insert(p, Item::dir("parent directory"));
                 }
                 Some(ItemKind::Dir) => {}
                 Some(_) => return Err(format!("{p} is needed as a directory but is not one")),
@@ -274,17 +280,7 @@ impl Plan {
                     size: e.metadata().map(|m| m.len()).unwrap_or(0),
                 }
             };
-            plan.entries.insert(
-                at,
-                Item {
-                    kind,
-                    mode: 0,
-                    uid: 0,
-                    gid: 0,
-                    why: why.to_string(),
-                    explicit: false,
-                },
-            );
+            plan.entries.insert(at, Item::new(kind, 0, why));
         }
         Ok(plan)
     }
@@ -441,17 +437,9 @@ mod tests {
     use super::*;
 
     fn file(why: &str) -> Item {
-        Item {
-            kind: ItemKind::File {
-                src: PathBuf::from("/proc/self/exe"),
-                size: 1,
-            },
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            why: why.into(),
-            explicit: true,
-        }
+        Item::file(PathBuf::from("/proc/self/exe"), 1, why)
+            .with_mode(0o755)
+            .explicit()
     }
 
     fn p(s: &str) -> ImagePath {
@@ -461,16 +449,7 @@ mod tests {
     #[test]
     fn parents_follow_symlinks_and_conflicts_are_named() {
         let mut plan = Plan::default();
-        let link = Item {
-            kind: ItemKind::Symlink {
-                target: "usr/lib".into(),
-            },
-            mode: 0o777,
-            uid: 0,
-            gid: 0,
-            why: "link".into(),
-            explicit: false,
-        };
+        let link = Item::symlink("usr/lib", "link");
         plan.insert(&p("/lib"), link).unwrap();
         plan.insert(&p("/lib/x/a"), file("a")).unwrap();
         assert!(plan.entries.contains_key(&p("/usr/lib/x/a")));

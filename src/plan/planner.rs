@@ -176,16 +176,7 @@ impl<'a> Planner<'a> {
             }
             EntryKind::Symlink { dest, target } => laid.later.push((
                 dest.clone(),
-                Item {
-                    kind: ItemKind::Symlink {
-                        target: target.clone(),
-                    },
-                    mode: 0o777,
-                    uid: 0,
-                    gid: 0,
-                    why: entry.label.clone(),
-                    explicit: true,
-                },
+                Item::symlink(target.clone(), &entry.label).explicit(),
                 entry.label.clone(),
             )),
         }
@@ -461,28 +452,12 @@ impl<'a> Planner<'a> {
                     link.target.clone()
                 };
                 let at = ImagePath::from_path(&link.at).map_err(fail)?;
-                let item = Item {
-                    kind: ItemKind::Symlink {
-                        target: target.to_string_lossy().into_owned(),
-                    },
-                    mode: 0o777,
-                    uid: 0,
-                    gid: 0,
-                    why: why.to_string(),
-                    explicit: false,
-                };
+                let item = Item::symlink(target.to_string_lossy(), why);
                 self.plan.insert(&at, item).map_err(fail)?;
             }
         }
         let at = ImagePath::from_path(&file_at).map_err(fail)?;
-        let item = Item {
-            kind: ItemKind::File { src: host, size },
-            mode,
-            uid: 0,
-            gid: 0,
-            why: why.to_string(),
-            explicit: false,
-        };
+        let item = Item::file(host, size, why).with_mode(mode);
         self.plan.insert(&at, item).map_err(fail)
     }
 
@@ -596,8 +571,7 @@ impl<'a> Planner<'a> {
                 Item::dir(why)
             } else if t.is_symlink() {
                 let target = fs::read_link(entry.path()).with_path("read link", entry.path())?;
-                let target = target.to_string_lossy().into_owned();
-                Item::new(ItemKind::Symlink { target }, 0o777, why)
+                Item::symlink(target.to_string_lossy(), why)
             } else if let Some(probed) = probed {
                 let p = probed?;
                 if p.content == Content::ElfExecutable {
@@ -707,18 +681,12 @@ fn special_item(
         .metadata()
         .map_err(|e| format!("stat {}: {e}", entry.path().display()))?
         .rdev();
-    Ok(Item {
-        kind: ItemKind::Special {
-            kind,
-            major: libc::major(rdev),
-            minor: libc::minor(rdev),
-        },
-        mode: SPECIAL_MODE,
-        uid: 0,
-        gid: 0,
-        why,
-        explicit: false,
-    })
+    let special = ItemKind::Special {
+        kind,
+        major: libc::major(rdev),
+        minor: libc::minor(rdev),
+    };
+    Ok(Item::new(special, SPECIAL_MODE, why))
 }
 
 /// Within a group of hard links, the first path in image order (the
@@ -746,14 +714,9 @@ fn recipe_item(
     owner: Option<crate::recipe::Owner>,
     label: &str,
 ) -> Item {
-    Item {
-        kind,
-        mode,
-        uid: owner.map_or(0, |o| o.uid),
-        gid: owner.map_or(0, |o| o.gid),
-        why: label.to_string(),
-        explicit: true,
-    }
+    Item::new(kind, mode, label)
+        .with_owner(owner.map_or(0, |o| o.uid), owner.map_or(0, |o| o.gid))
+        .explicit()
 }
 
 fn is_elf_file(path: &Path) -> Result<bool> {

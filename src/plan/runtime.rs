@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::loader::closure::Side;
-use crate::plan::{Item, ItemKind, Planner};
+use crate::plan::{Item, Planner};
 use crate::recipe::{EntryKind, ImagePath, Selection, SrcSpec};
 
 /// Where Debian keeps the CA bundle (and where OpenSSL looks for it).
@@ -65,14 +65,10 @@ impl Planner<'_> {
                     .map_err(|m| Error::msg(format!("users: home of {}: {m}", u.name)))?;
                 later.push((
                     home,
-                    Item {
-                        kind: ItemKind::Dir,
-                        mode: 0o700,
-                        uid: u.uid,
-                        gid: u.gid,
-                        why: format!("users: home of {}", u.name),
-                        explicit: true,
-                    },
+                    Item::dir(format!("users: home of {}", u.name))
+                        .with_mode(0o700)
+                        .with_owner(u.uid, u.gid)
+                        .explicit(),
                     why.into(),
                 ));
             }
