@@ -86,12 +86,6 @@ impl std::str::FromStr for Digest {
     }
 }
 
-impl PartialEq<str> for Digest {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
 impl serde::Serialize for Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)

@@ -119,15 +119,18 @@ impl Layout {
     }
 
     /// Visit `desc` and everything below it, children before the index that
-    /// lists them (the order a registry accepts them in). `artifacts`: also
-    /// descend into an index's artifact manifests.
+    /// lists them (the order a registry accepts them in), each manifest or
+    /// index once however often it is listed (a hostile layout could
+    /// otherwise list one index a thousand times at every level).
+    /// `artifacts`: also descend into an index's artifact manifests.
     pub fn walk(
         &self,
         desc: &Descriptor,
         artifacts: bool,
         visit: &mut dyn FnMut(&Descriptor, &Node) -> Result<()>,
     ) -> Result<()> {
-        self.walk_at(desc, artifacts, visit, 0)
+        let mut seen = std::collections::HashSet::new();
+        self.walk_at(desc, artifacts, visit, &mut seen, 0)
     }
 
     fn walk_at(
@@ -135,6 +138,7 @@ impl Layout {
         desc: &Descriptor,
         artifacts: bool,
         visit: &mut dyn FnMut(&Descriptor, &Node) -> Result<()>,
+        seen: &mut std::collections::HashSet<Digest>,
         depth: usize,
     ) -> Result<()> {
         if depth > MAX_DEPTH {
@@ -143,11 +147,14 @@ impl Layout {
                 desc.media_type, desc.digest
             )));
         }
+        if !seen.insert(desc.digest.clone()) {
+            return Ok(());
+        }
         let node = self.node(desc)?;
         if let Node::Index(index) = &node {
             for m in &index.manifests {
                 if artifacts || m.artifact_type.is_none() {
-                    self.walk_at(m, artifacts, visit, depth + 1)?;
+                    self.walk_at(m, artifacts, visit, seen, depth + 1)?;
                 }
             }
         }
@@ -200,8 +207,8 @@ impl Layout {
     }
 
     /// One image: the one for `want`, else the host's, else the only one.
-    /// The error names the layout and the platforms it has; the caller puts
-    /// its own verb in front.
+    /// A choice that fails names the platforms the layout has; the caller
+    /// puts its own verb and the layout's path in front.
     pub fn choose(&self, want: Option<&Platform>) -> Result<FoundImage> {
         let all: Vec<FoundImage> = self
             .images()?
@@ -292,7 +299,7 @@ pub fn choose_platform<'a, T>(
         [only] => Ok(only),
         [] => Err(Error::msg("the layout holds no image")),
         _ => Err(Error::msg(format!(
-            "no image for the host ({host}); choose one with --platform ({has} {})",
+            "no image for the host ({host}); choose one with --platform ({})",
             list()
         ))),
     }

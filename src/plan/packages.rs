@@ -27,7 +27,6 @@ pub fn add(plan: &mut Plan, dbs: &[DpkgDb]) -> Result<()> {
     if dbs.is_empty() {
         return Ok(());
     }
-    let fail = |m: String| Error::msg(format!("{WHY}: {m}"));
     for (at, (src, package)) in copyright_sources(plan, dbs) {
         let at = ImagePath::new(&at).map_err(&fail)?;
         if !plan.entries.contains_key(&at) {
@@ -57,15 +56,9 @@ fn add_os_release(plan: &mut Plan, dbs: &[DpkgDb]) -> Result<()> {
     }
     for candidate in ["etc/os-release", "usr/lib/os-release"] {
         if let Ok(real) = fs::canonicalize(dbs[0].root().join(candidate)) {
-            let why = match dbs[0].owner(&real) {
-                Some(p) => format!(
-                    "{WHY}: the distribution's os-release, from package {}",
-                    p.name
-                ),
-                None => format!("{WHY}: the distribution's os-release"),
-            };
+            let why = os_release_why(dbs[0].owner(&real).map(|p| p.name.as_str()));
             plan.insert(&os_release, file_item(real, why)?)
-                .map_err(|m| Error::msg(format!("{WHY}: {m}")))?;
+                .map_err(fail)?;
             break;
         }
     }
@@ -93,6 +86,11 @@ pub fn os_release_why(package: Option<&str>) -> String {
         Some(p) => format!("{WHY}: the distribution's os-release, from package {p}"),
         None => format!("{WHY}: the distribution's os-release"),
     }
+}
+
+/// An error of this module, prefixed as its reasons are.
+fn fail(m: String) -> Error {
+    Error::msg(format!("{WHY}: {m}"))
 }
 
 /// A regular file of the host, root-owned, mode 0644.

@@ -94,14 +94,10 @@ impl<'a> Planner<'a> {
         self
     }
 
-    /// Lay out every entry. Libraries and interpreters come first, so that
-    /// the sysroot's own directory symlinks (`/lib -> usr/lib`) are in place
-    /// before recipe paths are resolved through them.
-    pub fn plan(self) -> Result<Plan> {
-        self.plan_with_closures().map(|(plan, _)| plan)
-    }
-
-    /// [`Planner::plan`], also returning every closure it found.
+    /// Lay out every entry, then place what was laid out: closure files
+    /// and interpreters first, so that the sysroot's own directory symlinks
+    /// (`/lib -> usr/lib`) are in place before recipe paths are resolved
+    /// through them. Returns the plan and every closure found.
     pub fn plan_with_closures(mut self) -> Result<(Plan, Vec<crate::loader::symbols::Checked>)> {
         let mut laid = Laid::default();
         for entry in &self.recipe.entries {

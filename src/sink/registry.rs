@@ -876,7 +876,7 @@ impl<'o> Client<'o> {
             ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        bar.set_message(format!("{} {}", &digest.as_str()[..19], self.repository));
+        bar.set_message(format!("{} {}", &digest.hex()[..12], self.repository));
         self.bar = Some(bar);
     }
 }

@@ -15,7 +15,8 @@ use std::process::Command;
 
 use crate::error::{Error, IoResultExt, Result, ResultExt};
 use crate::loader::sysroot::{self, HostFs, Node};
-use crate::oci::Layout;
+use crate::oci::read::choose_among;
+use crate::oci::{FoundImage, Layout};
 use crate::platform::Platform;
 use crate::toolchain::Toolchains;
 
@@ -37,9 +38,12 @@ pub struct RunOptions {
 
 /// Run the image at `layout`; the result is the program's exit code.
 pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<i32> {
-    let ctx = || format!("run {}", layout.display());
-    let layout = Layout::open(layout).context_with(ctx)?;
-    let image = layout.choose(opts.platform.as_ref()).context_with(ctx)?;
+    // A layout that can't be read says so itself; the choice of image is
+    // the run's.
+    let layout = Layout::open(layout)?;
+    let all: Vec<FoundImage> = layout.images()?.into_iter().flat_map(|(_, i)| i).collect();
+    let image = choose_among(&all, opts.platform.as_ref())
+        .context_with(|| format!("run {}", layout.root().display()))?;
     let platform: Platform = image.platform.display().parse()?;
     let ctx = || format!("run {} for {platform}", layout.root().display());
     let toolchain = toolchains.get(&platform).context_with(ctx)?;

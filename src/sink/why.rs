@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::loader::closure::{Dep, Resolver};
 use crate::loader::symbols::Checked;
-use crate::loader::sysroot;
+use crate::loader::sysroot::{self, Fs, HostFs, Node};
 use crate::loader::Loader;
 use crate::oci::{FoundImage, Layout};
 use crate::plan::packages;
@@ -138,17 +138,27 @@ pub fn explain_image(
 /// Say which package put each scanner file of an unpacked image there, as
 /// the image's own dpkg metadata tells: `status.d/<package>` and its
 /// `.md5sums` list, and the files that list names which package metadata
-/// adds (the copyright files, `/etc/os-release`). The reasons read as a
-/// build gives them ([`crate::plan::packages`]).
+/// adds (the copyright files, `/etc/os-release`). The image does not record
+/// which entries its recipe named itself, so a copyright file or an
+/// os-release the recipe placed is named as its package's.
+///
+/// The image is untrusted: every lookup resolves inside the rootfs (its
+/// symlinks never reach the host), only regular files are read, and each
+/// list is read up to [`MAX_LIST`] bytes.
 fn name_package_files(plan: &mut Plan, rootfs: &Path) {
-    let status_d = rootfs.join(packages::STATUS_D.trim_start_matches('/'));
-    let Ok(dir) = std::fs::read_dir(&status_d) else {
+    let fs = HostFs::new(rootfs);
+    let regular = |p: &Path| {
+        sysroot::resolve(&fs, p)
+            .ok()
+            .filter(|r| matches!(r.node, Node::File { .. }))
+            .map(|r| r.real)
+    };
+    let Ok(dir) = sysroot::resolve(&fs, Path::new(packages::STATUS_D)) else {
         return;
     };
-    let mut names: Vec<String> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
+    let Ok(mut names) = fs.read_dir(&dir.real) else {
+        return;
+    };
     names.sort();
     let mut set = |at: &str, why: String| {
         if let Some(item) = ImagePath::new(at)
@@ -160,14 +170,18 @@ fn name_package_files(plan: &mut Plan, rootfs: &Path) {
     };
     for name in &names {
         let at = format!("{}/{name}", packages::STATUS_D);
+        let Some(real) = regular(Path::new(&at)) else {
+            continue;
+        };
         let Some(package) = name.strip_suffix(".md5sums") else {
             set(&at, packages::status_why(name));
             continue;
         };
         set(&at, packages::md5sums_why(package));
-        let Ok(list) = std::fs::read_to_string(status_d.join(name)) else {
+        let Ok(list) = fs.read(&real, MAX_LIST) else {
             continue;
         };
+        let list = String::from_utf8_lossy(&list);
         let bare = package.split(':').next().unwrap_or(package);
         for path in list
             .lines()
@@ -181,6 +195,9 @@ fn name_package_files(plan: &mut Plan, rootfs: &Path) {
         }
     }
 }
+
+/// The longest md5sums list [`name_package_files`] reads.
+const MAX_LIST: u64 = 16 << 20;
 
 /// Analyze an unpacked image as its own sysroot: every ELF program in it,
 /// as roots, for `explain`.

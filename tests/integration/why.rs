@@ -114,3 +114,38 @@ fn a_docker_archive_platform_the_recipe_lacks_fails_before_the_build() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn why_on_a_layout_reads_its_package_lists_inside_the_image_only() {
+    // An image whose md5sums list is a symlink to /dev/zero: followed on
+    // the host it would be read until memory ran out; inside the image it
+    // resolves to nothing regular and is left alone.
+    let tmp = tempdir();
+    let recipe = tmp.path().join("evil.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"evil\"\n[[binary]]\nsrc = \"{}\"\ndest = \"/hello\"\n\n\
+             [[symlink]]\ndest = \"/var/lib/dpkg/status.d/evil.md5sums\"\ntarget = \"/dev/zero\"\n\n\
+             [[symlink]]\ndest = \"/var/lib/dpkg/status.d/evil\"\ntarget = \"/etc/passwd\"\n",
+            repo().join("recipes/hello/hello").display()
+        ),
+    )
+    .unwrap();
+    let layout = tmp.path().join("evil-layout");
+    build(&recipe, &layout);
+    let bin = bareroot().get_program().to_owned();
+    for path in [
+        "/hello",
+        "/var/lib/dpkg/status.d/evil.md5sums",
+        "/var/lib/dpkg/status.d/evil",
+    ] {
+        let w = ok(std::process::Command::new("timeout")
+            .arg("60")
+            .arg(&bin)
+            .arg("why")
+            .arg(&layout)
+            .arg(path));
+        assert!(!w.contains("package metadata"), "why {path}:\n{w}");
+    }
+}
