@@ -39,6 +39,8 @@ needs=(
   oci-image-tool:oci-image-tool
   getfattr:attr
   setpriv:util-linux
+  # Real Debian base images for the [base] tests (fetched from the Debian archive).
+  mmdebstrap:mmdebstrap
 )
 missing=()
 for pair in "${needs[@]}"; do
