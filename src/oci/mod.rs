@@ -4,6 +4,7 @@
 //! JSON is written canonically: through `serde_json::Value`, whose maps are
 //! sorted (`BTreeMap`), compact, no trailing newline.
 
+pub mod apply;
 pub mod layout;
 pub mod read;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::platform::Platform;
 
+pub use apply::Tree;
 pub use layout::{LayoutWriter, PendingBlob, Staging};
 pub use read::{FoundImage, Layout};
 
