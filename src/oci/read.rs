@@ -230,7 +230,9 @@ impl Layout {
                 zstd::stream::read::Decoder::new(std::io::Cursor::new(bytes))
                     .map_err(|e| Error::msg(format!("read layer {}: {e}", l.digest)))?,
             )),
-            crate::layer::MEDIA_TYPE_TAR => Ok(Box::new(std::io::Cursor::new(bytes))),
+            crate::layer::MEDIA_TYPE_TAR | "application/vnd.docker.image.rootfs.diff.tar" => {
+                Ok(Box::new(std::io::Cursor::new(bytes)))
+            }
             other => Err(Error::msg(format!(
                 "read layer {}: unsupported media type {other}",
                 l.digest
@@ -238,27 +240,21 @@ impl Layout {
         }
     }
 
-    /// Unpack one layer into `rootfs`, refusing paths that leave it.
-    pub fn unpack(&self, l: &Descriptor, rootfs: &Path) -> Result<()> {
+    /// Apply one layer to `tree` (whiteouts honoured, every path kept
+    /// inside the tree's root).
+    pub fn unpack(&self, l: &Descriptor, tree: &mut super::Tree) -> Result<()> {
         let reader = self.layer_reader(l)?;
-        let mut archive = tar::Archive::new(reader);
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_mtime(true);
-        archive.set_overwrite(true);
-        // SAFETY: geteuid has no preconditions.
-        archive.set_preserve_ownerships(unsafe { libc::geteuid() } == 0);
-        archive
-            .unpack(rootfs)
-            .map_err(|e| Error::msg(format!("unpack layer {}: {e}", l.digest)))
+        tree.apply(reader, &format!("layer {}", l.digest))
     }
 
-    /// Unpack every layer of `image` into `rootfs`, in order.
-    pub fn unpack_image(&self, image: &FoundImage, rootfs: &Path) -> Result<()> {
-        image
-            .manifest
-            .layers
-            .iter()
-            .try_for_each(|l| self.unpack(l, rootfs))
+    /// Apply every layer of `image`, in order, into `rootfs` (an empty
+    /// directory).
+    pub fn unpack_image(&self, image: &FoundImage, rootfs: &Path) -> Result<super::Tree> {
+        let mut tree = super::Tree::new(rootfs)?;
+        for l in &image.manifest.layers {
+            self.unpack(l, &mut tree)?;
+        }
+        Ok(tree)
     }
 }
 

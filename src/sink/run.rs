@@ -1,13 +1,16 @@
 //! `bareroot run`: run an image's entrypoint in its own rootfs without a
-//! container engine. The layer is unpacked into a temporary directory; the
-//! program runs chrooted there (inside a new user namespace when not root).
+//! container engine. The image's layers are applied in order (whiteouts
+//! honoured, `oci::apply`) into a temporary directory, with their real
+//! owners and modes when running as root; the program runs chrooted there
+//! (inside a new user namespace when not root). Device nodes are not
+//! created: the host's /dev is bind-mounted where the image leaves it empty.
 //! A foreign platform's program runs under the toolchain's static qemu-user
 //! binary, copied into the rootfs, so every file the program and its loader
 //! open comes from the image: a library missing from the image fails the run
 //! instead of being found on the host (which `qemu -L` would fall back to).
 
 use std::ffi::CString;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -15,9 +18,11 @@ use std::process::Command;
 
 use crate::error::{Error, IoResultExt, Result, ResultExt};
 use crate::loader::sysroot::{self, HostFs, Node};
+use crate::oci::apply::{EntryKind, Tree};
 use crate::oci::read::choose_among;
 use crate::oci::{FoundImage, Layout};
 use crate::platform::Platform;
+use crate::recipe::ImagePath;
 use crate::toolchain::Toolchains;
 
 /// Where the qemu-user binary is placed inside a foreign rootfs.
@@ -54,7 +59,11 @@ pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<
         .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir(&rootfs).with_path("create directory", &rootfs)?;
-    layout.unpack_image(&image, &rootfs).context_with(ctx)?;
+    let mut tree = layout.unpack_image(&image, &rootfs).context_with(ctx)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        tree.restore_owners().context_with(ctx)?;
+    }
 
     let c = &image.config.config;
     let mut argv: Vec<String> = match &opts.entrypoint {
@@ -76,7 +85,7 @@ pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<
         .map_err(|m| Error::msg(format!("{}: {m}", ctx())))?;
     let (uid, gid) = match &c.user {
         Some(u) => {
-            user_ids(&rootfs, u).map_err(|m| Error::msg(format!("{}: user {u:?}: {m}", ctx())))?
+            user_ids(&tree, u).map_err(|m| Error::msg(format!("{}: user {u:?}: {m}", ctx())))?
         }
         None => (0, 0),
     };
@@ -90,7 +99,11 @@ pub fn run(layout: &Path, opts: &RunOptions, toolchains: &Toolchains) -> Result<
                 toolchain.qemu
             ))
         })?;
-        let inside = rootfs.join(&QEMU_IN_ROOTFS[1..]);
+        // Whatever the image has there goes first: a copy never writes
+        // through a symlink the image planted.
+        let at = ImagePath::new(QEMU_IN_ROOTFS).map_err(Error::msg)?;
+        tree.remove(&at).context_with(ctx)?;
+        let inside = tree.host_path(&at);
         std::fs::copy(&qemu, &inside).with_path("copy qemu into", &inside)?;
         exec.push(QEMU_IN_ROOTFS.into());
         exec.push("-0".into());
@@ -158,13 +171,14 @@ fn find_program(rootfs: &Path, name: &str, env: &[String]) -> std::result::Resul
 }
 
 /// "uid[:gid]" with numbers or names from the image's /etc/passwd and /etc/group.
-fn user_ids(rootfs: &Path, spec: &str) -> std::result::Result<(u32, u32), String> {
+/// The files are read through the image's own symlinks, never the host's.
+fn user_ids(tree: &Tree, spec: &str) -> std::result::Result<(u32, u32), String> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     let lookup = |file: &str, name: &str| -> Option<(u32, Option<u32>)> {
-        let text = std::fs::read_to_string(rootfs.join(file)).ok()?;
+        let text = read_image_file(tree, file)?;
         text.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
             if f.len() < 3 || f[0] != name {
@@ -175,13 +189,13 @@ fn user_ids(rootfs: &Path, spec: &str) -> std::result::Result<(u32, u32), String
     };
     let (uid, primary) = match user.parse::<u32>() {
         Ok(n) => (n, None),
-        Err(_) => lookup("etc/passwd", user).ok_or("not in the image's /etc/passwd")?,
+        Err(_) => lookup("/etc/passwd", user).ok_or("not in the image's /etc/passwd")?,
     };
     let gid = match group {
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
             Err(_) => {
-                lookup("etc/group", g)
+                lookup("/etc/group", g)
                     .ok_or("group not in the image's /etc/group")?
                     .0
             }
@@ -189,6 +203,26 @@ fn user_ids(rootfs: &Path, spec: &str) -> std::result::Result<(u32, u32), String
         None => primary.unwrap_or(uid),
     };
     Ok((uid, gid))
+}
+
+/// The longest /etc/passwd or /etc/group read.
+const MAX_ID_FILE: u64 = 16 << 20;
+
+/// A regular file of the image, as text; None if it is missing or not a
+/// regular file.
+fn read_image_file(tree: &Tree, path: &str) -> Option<String> {
+    let at = tree.resolve(&ImagePath::new(path).ok()?)?;
+    match tree.get(&at)?.kind {
+        EntryKind::File { .. } | EntryKind::HardLink { .. } => {}
+        _ => return None,
+    }
+    let mut text = String::new();
+    std::fs::File::open(tree.host_path(&at))
+        .ok()?
+        .take(MAX_ID_FILE)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 fn which(name: &str) -> Option<PathBuf> {

@@ -9,9 +9,10 @@ use crate::loader::closure::{Dep, Resolver};
 use crate::loader::symbols::Checked;
 use crate::loader::sysroot::{self, Fs, HostFs, Node};
 use crate::loader::Loader;
+use crate::oci::apply::{EntryKind, Tree};
 use crate::oci::{FoundImage, Layout};
 use crate::plan::packages;
-use crate::plan::{ItemKind, Plan};
+use crate::plan::{Item, ItemKind, Plan};
 use crate::platform::Platform;
 use crate::recipe::ImagePath;
 use crate::toolchain::Toolchains;
@@ -106,7 +107,7 @@ fn chain(c: &Checked, dep: &Dep) -> Vec<String> {
     steps
 }
 
-/// Explain `target` in one image of a layout: the image is unpacked, its
+/// Explain `target` in one image of a layout: its layers are applied, its
 /// programs' closures are resolved inside it, and its package metadata
 /// names the packages its scanner files came from.
 pub fn explain_image(
@@ -123,16 +124,48 @@ pub fn explain_image(
         .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir(&rootfs).map_err(|e| Error::io("create directory", &rootfs, e))?;
-    layout.unpack_image(image, &rootfs)?;
+    let tree = layout.unpack_image(image, &rootfs)?;
     let loader = Loader::of_rootfs(toolchain, &rootfs);
     let resolver = loader.resolver();
     let closures = image_closures(&resolver, &rootfs);
-    let mut plan = Plan::from_tree(
-        &rootfs,
+    let mut plan = plan_of(
+        &tree,
         "placed by the recipe; no program in the image loads it",
-    )?;
+    );
     name_package_files(&mut plan, &rootfs);
     explain(&plan, &closures, &resolver, target)
+}
+
+/// A plan listing what an applied image holds, with the layers' own kinds,
+/// modes and owners (hard links and special files included, which the
+/// unpacked directory alone cannot tell).
+fn plan_of(tree: &Tree, why: &str) -> Plan {
+    let mut plan = Plan::default();
+    for (path, e) in tree.entries() {
+        let kind = match &e.kind {
+            EntryKind::Dir => ItemKind::Dir,
+            EntryKind::File { size } => ItemKind::File {
+                src: tree.host_path(path),
+                size: *size,
+            },
+            EntryKind::Symlink { target } => ItemKind::Symlink {
+                target: target.clone(),
+            },
+            EntryKind::HardLink { target } => ItemKind::HardLink {
+                target: target.clone(),
+            },
+            EntryKind::Special { kind, major, minor } => ItemKind::Special {
+                kind: *kind,
+                major: *major,
+                minor: *minor,
+            },
+        };
+        let mut item = Item::new(kind, e.mode, why);
+        item.uid = e.uid;
+        item.gid = e.gid;
+        plan.entries.insert(path.clone(), item);
+    }
+    plan
 }
 
 /// Say which package put each scanner file of an unpacked image there, as
