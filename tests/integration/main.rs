@@ -13,6 +13,7 @@ mod elfgen;
 mod errors;
 mod faults;
 mod hardening;
+mod layers;
 mod multiarch;
 mod oracle;
 mod regressions;
