@@ -35,6 +35,9 @@ pub const CHUNK_SIZE: u64 = 32 << 20;
 /// How many times one request is tried before the push fails.
 const ATTEMPTS: u32 = 5;
 
+/// How many redirects one request follows.
+const MAX_REDIRECTS: usize = 5;
+
 /// `registry/repository[:tag][@digest]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reference {
@@ -313,6 +316,9 @@ enum Body<'a> {
 /// An HTTP exchange's outcome: status, headers we need, and a short body.
 struct Reply {
     status: u16,
+    /// The URL that answered (after redirects): relative Locations resolve
+    /// against it.
+    url: String,
     location: Option<String>,
     digest: Option<String>,
     www_authenticate: Option<String>,
@@ -338,6 +344,9 @@ struct Challenge {
 struct Client<'o> {
     agent: ureq::Agent,
     base: String,
+    /// The registry's scheme, host and port: the only place its
+    /// credentials and tokens are sent.
+    origin: Origin,
     registry: String,
     repository: String,
     credentials: Option<(String, String)>,
@@ -355,16 +364,22 @@ impl<'o> Client<'o> {
             .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .max_redirects(5)
+            // Redirects are followed by `exchange`, which decides per hop
+            // whether credentials may go along.
+            .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .user_agent(concat!("bareroot/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls)
             .build()
             .into();
+        let base = format!("{scheme}://{registry}");
+        let origin = Origin::of(&base)
+            .ok_or_else(|| Error::msg(format!("parse registry address {registry:?}")))?;
         Ok(Client {
             agent,
-            base: format!("{scheme}://{registry}"),
+            base,
+            origin,
             registry: registry.to_string(),
             repository: repository.to_string(),
             credentials: credentials(registry)?,
@@ -376,17 +391,6 @@ impl<'o> Client<'o> {
 
     fn url(&self, path: &str) -> String {
         format!("{}/v2/{}/{path}", self.base, self.repository)
-    }
-
-    /// Resolve a Location header against the registry's base URL.
-    fn absolute(&self, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_string()
-        } else if location.starts_with('/') {
-            format!("{}{location}", self.base)
-        } else {
-            format!("{}/{location}", self.base)
-        }
     }
 
     fn push_blob(
@@ -477,11 +481,15 @@ impl<'o> Client<'o> {
             202 => {}
             s => return Err(self.retry_error(&what, s, &r.body)),
         }
-        let mut location = self.absolute(r.location.as_deref().ok_or_else(|| {
-            Retry::fatal(Error::msg(format!(
-                "{what}: the registry gave no upload location"
-            )))
-        })?);
+        let mut location = r
+            .location
+            .as_deref()
+            .and_then(|l| resolve(&r.url, l))
+            .ok_or_else(|| {
+                Retry::fatal(Error::msg(format!(
+                    "{what}: the registry gave no usable upload location"
+                )))
+            })?;
         let base_chunk = if self.opts.chunk_size == 0 {
             CHUNK_SIZE
         } else {
@@ -514,7 +522,11 @@ impl<'o> Client<'o> {
                         return Err(self.session_error(&what, r.status, &r.body));
                     }
                     if let Some(l) = &r.location {
-                        location = self.absolute(l);
+                        location = resolve(&r.url, l).ok_or_else(|| {
+                            Retry::fatal(Error::msg(format!(
+                                "{what}: the registry gave an unusable upload location"
+                            )))
+                        })?;
                     }
                     offset += len;
                 }
@@ -640,7 +652,9 @@ impl<'o> Client<'o> {
         loop {
             attempt += 1;
             match self.send(method, url, headers, body.clone()) {
-                Ok(r) if r.status == 401 && auth_rounds < 2 => {
+                // A 401 from another host (a redirect's target) is not the
+                // registry asking for its credentials.
+                Ok(r) if r.status == 401 && auth_rounds < 2 && self.is_registry(&r.url) => {
                     auth_rounds += 1;
                     self.authenticate(r.www_authenticate.as_deref(), &r.body)?;
                 }
@@ -660,6 +674,19 @@ impl<'o> Client<'o> {
         }
     }
 
+    /// Whether `url` is on the registry's own scheme, host and port.
+    fn is_registry(&self, url: &str) -> bool {
+        Origin::of(url).as_ref() == Some(&self.origin)
+    }
+
+    fn authorization(&self) -> Option<String> {
+        match &self.auth {
+            Auth::None => None,
+            Auth::Basic(b) => Some(format!("Basic {b}")),
+            Auth::Bearer(token) => Some(format!("Bearer {token}")),
+        }
+    }
+
     fn send(
         &self,
         method: &str,
@@ -667,14 +694,118 @@ impl<'o> Client<'o> {
         headers: &[(&str, String)],
         body: Body,
     ) -> std::result::Result<Reply, String> {
+        let authorization = self.authorization();
+        let credentials = authorization.as_deref().map(|a| (&self.origin, a));
+        let (url, mut response) = self.exchange(method, url, headers, body, credentials)?;
+
+        let h = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let status = response.status().as_u16();
+        let location = h("Location");
+        let digest = h("Docker-Content-Digest");
+        let www_authenticate = h("WWW-Authenticate");
+        let chunk_min = h("OCI-Chunk-Min-Length").and_then(|v| v.parse().ok());
+        let oci_subject = h("OCI-Subject").is_some();
+        let body = if method == "HEAD" {
+            String::new()
+        } else {
+            let mut buf = Vec::new();
+            let _ = response
+                .body_mut()
+                .as_reader()
+                .take(64 << 10)
+                .read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        };
+        Ok(Reply {
+            status,
+            url,
+            location,
+            digest,
+            www_authenticate,
+            chunk_min,
+            oci_subject,
+            body,
+        })
+    }
+
+    /// One request, following redirects by hand (at most
+    /// [`MAX_REDIRECTS`]): relative Locations resolve against the URL that
+    /// answered, https never leads to http, and `authorization` goes only to
+    /// hops on its origin, never to a storage host or anywhere else a
+    /// Location names. Returns the URL that answered and its response.
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Body,
+        authorization: Option<(&Origin, &str)>,
+    ) -> std::result::Result<(String, ureq::http::Response<ureq::Body>), String> {
+        let mut method = method.to_string();
+        let mut url = url.to_string();
+        let mut body = body;
+        let mut headers = headers.to_vec();
+        let mut hops = 0;
+        loop {
+            let auth = authorization
+                .filter(|(o, _)| Origin::of(&url).as_ref() == Some(*o))
+                .map(|(_, a)| a);
+            let response = self.send_once(&method, &url, &headers, body.clone(), auth)?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("Location")
+                .and_then(|v| v.to_str().ok());
+            let Some(location) = location.filter(|_| is_redirect(status)) else {
+                return Ok((url, response));
+            };
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            let next = resolve(&url, location)
+                .ok_or_else(|| format!("redirected to an unusable location {location:?}"))?;
+            let scheme = |u: &str| Origin::of(u).map(|o| o.scheme);
+            if scheme(&url).as_deref() == Some("https") && scheme(&next).as_deref() != Some("https")
+            {
+                return Err(format!(
+                    "refused a redirect from https to {}",
+                    redact(&next)
+                ));
+            }
+            // 303, and 301/302 after anything but GET or HEAD, turn the
+            // request into a GET without a body (as browsers and curl do).
+            if status == 303
+                || (matches!(status, 301 | 302) && !matches!(method.as_str(), "GET" | "HEAD"))
+            {
+                method = "GET".into();
+                body = Body::Empty;
+                headers.clear();
+            }
+            url = next;
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Body,
+        authorization: Option<&str>,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, String> {
         let mut req = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        match &self.auth {
-            Auth::None => {}
-            Auth::Basic(b) => req = req.header("Authorization", format!("Basic {b}")),
-            Auth::Bearer(token) => req = req.header("Authorization", format!("Bearer {token}")),
+        if let Some(a) = authorization {
+            req = req.header("Authorization", a);
         }
         let response = match body {
             Body::Empty => {
@@ -703,40 +834,7 @@ impl<'o> Client<'o> {
                 self.agent.run(req)
             }
         };
-        let mut response = response.map_err(|e| e.to_string())?;
-        let h = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let status = response.status().as_u16();
-        let location = h("Location");
-        let digest = h("Docker-Content-Digest");
-        let www_authenticate = h("WWW-Authenticate");
-        let chunk_min = h("OCI-Chunk-Min-Length").and_then(|v| v.parse().ok());
-        let oci_subject = h("OCI-Subject").is_some();
-        let body = if method == "HEAD" {
-            String::new()
-        } else {
-            let mut buf = Vec::new();
-            let _ = response
-                .body_mut()
-                .as_reader()
-                .take(64 << 10)
-                .read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        };
-        Ok(Reply {
-            status,
-            location,
-            digest,
-            www_authenticate,
-            chunk_min,
-            oci_subject,
-            body,
-        })
+        response.map_err(|e| e.to_string())
     }
 
     /// Answer a 401: basic credentials, or a token from the challenge's realm.
@@ -795,17 +893,21 @@ impl<'o> Client<'o> {
         }
         url.push_str(&format!("{sep}scope={}", encode(&scope)));
         let mut last = String::new();
+        let realm = Origin::of(&url)
+            .ok_or_else(|| Error::msg(format!("{who}: the realm is not an http(s) URL")))?;
+        if self.origin.scheme == "https" && realm.scheme != "https" && self.credentials.is_some() {
+            return Err(Error::msg(format!(
+                "{who}: refusing to send credentials to a plain-http realm"
+            )));
+        }
+        let basic = self.credentials.as_ref().map(|(u, p)| {
+            let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            format!("Basic {b}")
+        });
         for attempt in 1..=ATTEMPTS {
-            let mut req = ureq::http::Request::builder().method("GET").uri(&url);
-            if let Some((u, p)) = &self.credentials {
-                let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-                req = req.header("Authorization", format!("Basic {b}"));
-            }
-            let req = req
-                .body(())
-                .map_err(|e| Error::msg(format!("{who}: {e}")))?;
-            match self.agent.run(req) {
-                Ok(mut r) => {
+            let credentials = basic.as_deref().map(|b| (&realm, b));
+            match self.exchange("GET", &url, &[], Body::Empty, credentials) {
+                Ok((_, mut r)) => {
                     let status = r.status().as_u16();
                     let mut buf = Vec::new();
                     let _ = r.body_mut().as_reader().take(1 << 20).read_to_end(&mut buf);
@@ -832,7 +934,7 @@ impl<'o> Client<'o> {
                     }
                     last = format!("status {status}");
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => last = e,
             }
             if attempt < ATTEMPTS {
                 backoff(attempt);
@@ -909,6 +1011,66 @@ impl<R: Read> Read for Counting<R> {
         }
         Ok(n)
     }
+}
+
+fn is_redirect(s: u16) -> bool {
+    matches!(s, 301 | 302 | 303 | 307 | 308)
+}
+
+/// A URL's scheme, host and port, as the HTTP client will connect to them:
+/// what decides whether credentials may go along.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn of(url: &str) -> Option<Origin> {
+        let uri: ureq::http::Uri = url.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let default = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        Some(Origin {
+            host: uri.host()?.to_ascii_lowercase(),
+            port: uri.port_u16().unwrap_or(default),
+            scheme,
+        })
+    }
+}
+
+/// `location` (absolute, scheme-relative, absolute-path, query or relative)
+/// resolved against `base`, the URL that answered with it.
+fn resolve(base: &str, location: &str) -> Option<String> {
+    let location = location.trim();
+    let has_scheme = location.split_once("://").is_some_and(|(s, _)| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    let url = if has_scheme {
+        location.to_string()
+    } else {
+        let uri: ureq::http::Uri = base.parse().ok()?;
+        let scheme = uri.scheme_str()?;
+        let authority = uri.authority()?.as_str();
+        if let Some(rest) = location.strip_prefix("//") {
+            format!("{scheme}://{rest}")
+        } else if location.starts_with('/') {
+            format!("{scheme}://{authority}{location}")
+        } else if location.starts_with('?') {
+            format!("{scheme}://{authority}{}{location}", uri.path())
+        } else {
+            let path = uri.path();
+            let dir = path.rfind('/').map_or("/", |i| &path[..=i]);
+            format!("{scheme}://{authority}{dir}{location}")
+        }
+    };
+    Origin::of(&url).map(|_| url)
 }
 
 fn retryable_status(s: u16) -> bool {
@@ -1218,6 +1380,53 @@ mod tests {
             is_loopback("127.0.0.1:5000") && is_loopback("localhost") && is_loopback("[::1]:5000")
         );
         assert!(!is_loopback("registry.example:5000"));
+    }
+
+    #[test]
+    fn locations_resolve_against_the_url_that_answered() {
+        let base = "http://127.0.0.1:5000/v2/a/blobs/uploads/";
+        let r = |l| resolve(base, l);
+        assert_eq!(
+            r("/v2/a/blobs/uploads/u?_state=1").as_deref(),
+            Some("http://127.0.0.1:5000/v2/a/blobs/uploads/u?_state=1")
+        );
+        assert_eq!(
+            r("u").as_deref(),
+            Some("http://127.0.0.1:5000/v2/a/blobs/uploads/u")
+        );
+        assert_eq!(
+            r("?digest=x").as_deref(),
+            Some("http://127.0.0.1:5000/v2/a/blobs/uploads/?digest=x")
+        );
+        assert_eq!(
+            r("//127.0.0.2:9/b").as_deref(),
+            Some("http://127.0.0.2:9/b")
+        );
+        assert_eq!(
+            r("HTTPS://s.example/b").as_deref(),
+            Some("HTTPS://s.example/b")
+        );
+        assert_eq!(r("ftp://s.example/b"), None);
+        assert_eq!(
+            resolve("http://127.0.0.1:5000", "x").as_deref(),
+            Some("http://127.0.0.1:5000/x")
+        );
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let o = |u| Origin::of(u).unwrap();
+        assert_eq!(o("https://Reg.Example/v2/"), o("https://reg.example:443/x"));
+        assert_eq!(o("http://r/"), o("http://r:80/"));
+        assert_ne!(o("http://127.0.0.1:5000/"), o("http://127.0.0.2:5000/"));
+        assert_ne!(o("http://r:5000/"), o("https://r:5000/"));
+        assert_ne!(o("http://r:5000/"), o("http://r:5001/"));
+        // Userinfo does not make another host look like the registry.
+        assert_eq!(
+            o("http://127.0.0.1:5000@evil.example/").host,
+            "evil.example"
+        );
+        assert!(Origin::of("/relative").is_none());
     }
 
     #[test]

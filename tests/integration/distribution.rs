@@ -562,6 +562,11 @@ struct ProxyState {
     token_basic: Option<String>,
     /// Answer `?mount=` POSTs with a plain upload session (202).
     refuse_mounts: bool,
+    /// Demand this `Authorization` (a `Basic` challenge otherwise).
+    basic: Option<String>,
+    /// The host:port the registry's Locations are rewritten to; the
+    /// proxy's own when None.
+    location_to: Option<String>,
     triggers: Vec<Trigger>,
     token: Option<String>,
     token_used: usize,
@@ -574,6 +579,7 @@ struct ProxyState {
 enum Action {
     Token(String),
     TokenRefused,
+    BasicChallenge,
     Challenge(String),
     Fault(Fault),
     Forward { strip_query: bool },
@@ -599,6 +605,11 @@ impl ProxyState {
             self.token = Some(t.clone());
             self.token_used = 0;
             return Action::Token(t);
+        }
+        if let Some(b) = &self.basic {
+            if authorization != Some(b.as_str()) {
+                return Action::BasicChallenge;
+            }
         }
         if self.bearer {
             let presented = authorization.and_then(|a| a.strip_prefix("Bearer "));
@@ -639,6 +650,7 @@ impl ProxyState {
 
 /// An HTTP/1.1 proxy in front of a registry: one request per connection.
 struct Proxy {
+    ip: [u8; 4],
     port: u16,
     state: Arc<Mutex<ProxyState>>,
     stop: Arc<AtomicBool>,
@@ -647,8 +659,16 @@ struct Proxy {
 
 impl Proxy {
     fn start(upstream: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Proxy::start_on([127, 0, 0, 1], upstream)
+    }
+
+    /// On another loopback address (127.0.0.2: another host, as far as
+    /// credentials go).
+    fn start_on(ip: [u8; 4], upstream: u16) -> Proxy {
+        let listener = TcpListener::bind(SocketAddr::from((ip, 0)))
+            .unwrap_or_else(|e| panic!("bind {ip:?}: {e}"));
         let port = listener.local_addr().unwrap().port();
+        let own = format!("{}:{port}", std::net::Ipv4Addr::from(ip));
         let state = Arc::new(Mutex::new(ProxyState {
             upstream,
             ..Default::default()
@@ -664,13 +684,15 @@ impl Proxy {
                     }
                     let Ok(conn) = conn else { continue };
                     let state = Arc::clone(&state);
+                    let own = own.clone();
                     std::thread::spawn(move || {
-                        let _ = serve(conn, &state, port);
+                        let _ = serve(conn, &state, &own);
                     });
                 }
             })
         };
         Proxy {
+            ip,
             port,
             state,
             stop,
@@ -679,7 +701,7 @@ impl Proxy {
     }
 
     fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", std::net::Ipv4Addr::from(self.ip), self.port)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut ProxyState) -> R) -> R {
@@ -695,7 +717,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect(SocketAddr::from((self.ip, self.port)));
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -755,8 +777,13 @@ fn upstream_head(
 }
 
 /// Forward one request and return the registry's response, with its
-/// `Location` rewritten to point at the proxy.
-fn forward(upstream: u16, port: u16, head: &str, body: &[u8]) -> io::Result<(u16, Vec<u8>)> {
+/// `Location` rewritten to point at `location_to` (the proxy, or another).
+fn forward(
+    upstream: u16,
+    location_to: &str,
+    head: &str,
+    body: &[u8],
+) -> io::Result<(u16, Vec<u8>)> {
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     up.set_read_timeout(Some(Duration::from_secs(60)))?;
     up.write_all(head.as_bytes())?;
@@ -792,10 +819,7 @@ fn forward(upstream: u16, port: u16, head: &str, body: &[u8]) -> io::Result<(u16
             continue;
         }
         if name.eq_ignore_ascii_case("location") {
-            out.push_str(&l.replace(
-                &format!("127.0.0.1:{upstream}"),
-                &format!("127.0.0.1:{port}"),
-            ));
+            out.push_str(&l.replace(&format!("127.0.0.1:{upstream}"), location_to));
         } else {
             out.push_str(l);
         }
@@ -807,7 +831,7 @@ fn forward(upstream: u16, port: u16, head: &str, body: &[u8]) -> io::Result<(u16
     Ok((status, bytes))
 }
 
-fn serve(client: TcpStream, state: &Mutex<ProxyState>, port: u16) -> io::Result<()> {
+fn serve(client: TcpStream, state: &Mutex<ProxyState>, own: &str) -> io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut out = client.try_clone()?;
     let mut r = BufReader::new(client);
@@ -840,10 +864,11 @@ fn serve(client: TcpStream, state: &Mutex<ProxyState>, port: u16) -> io::Result<
         fault: None,
     };
     let len = content_length.unwrap_or(0);
-    let (upstream, action) = {
+    let (upstream, action, location_to) = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         let a = s.decide(&method, &path, authorization.as_deref(), len, &query);
-        (s.upstream, a)
+        let to = s.location_to.clone().unwrap_or_else(|| own.to_string());
+        (s.upstream, a, to)
     };
     let read_body = |r: &mut BufReader<TcpStream>| -> io::Result<Vec<u8>> {
         if chunked {
@@ -874,10 +899,25 @@ fn serve(client: TcpStream, state: &Mutex<ProxyState>, port: u16) -> io::Result<
             )?;
             seen.status = 401;
         }
+        Action::BasicChallenge => {
+            read_body(&mut r)?;
+            let body =
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            let challenge = ("WWW-Authenticate", r#"Basic realm="test""#.to_string());
+            respond(
+                &mut out,
+                401,
+                "Unauthorized",
+                &[json, challenge],
+                body.as_bytes(),
+                head,
+            )?;
+            seen.status = 401;
+        }
         Action::Challenge(repo) => {
             read_body(&mut r)?;
             let challenge = format!(
-                r#"Bearer realm="http://127.0.0.1:{port}/token",service="test",scope="repository:{repo}:pull,push""#
+                r#"Bearer realm="http://{own}/token",service="test",scope="repository:{repo}:pull,push""#
             );
             let body =
                 r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
@@ -951,7 +991,7 @@ fn serve(client: TcpStream, state: &Mutex<ProxyState>, port: u16) -> io::Result<
                 target.clone()
             };
             let up_head = upstream_head(&method, &target, &headers, upstream, body.len());
-            let (status, response) = forward(upstream, port, &up_head, &body)?;
+            let (status, response) = forward(upstream, &location_to, &up_head, &body)?;
             out.write_all(&response)?;
             out.flush()?;
             seen.forwarded = body.len();
@@ -1879,4 +1919,67 @@ fn distribution_attached_sbom_travels_as_a_referrer() {
         sbom_blob,
         "the SBOM blob arrived intact"
     );
+}
+
+// ------------------------------ 8. credentials stay on the registry's host
+
+/// Regression: the registry's credentials went with the PUT to whatever
+/// host the upload's `Location` named. Here the registry, behind a proxy on
+/// 127.0.0.1 that demands basic credentials (then, second round, a token),
+/// names upload locations on 127.0.0.2, a second proxy in front of the same
+/// registry: the push completes, and 127.0.0.2 never sees an
+/// `Authorization` header.
+#[test]
+fn distribution_push_sends_no_credentials_to_an_upload_location_elsewhere() {
+    let built = shell();
+    let reg = Registry::shared();
+    let elsewhere = Proxy::start_on([127, 0, 0, 2], reg.port);
+    let proxy = Proxy::start(reg.port);
+    let host = proxy.host();
+    proxy.with(|s| {
+        s.location_to = Some(elsewhere.host());
+        s.basic = Some(basic(PASSWORD));
+    });
+    let tmp = tempdir();
+    let auth = tmp.path().join("auth.json");
+    fs::write(&auth, auth_json(&host, PASSWORD)).unwrap();
+    for round in ["basic", "bearer"] {
+        if round == "bearer" {
+            proxy.with(|s| {
+                s.basic = None;
+                s.bearer = true;
+                s.token_basic = Some(basic(PASSWORD));
+            });
+        }
+        let mut cmd = bareroot();
+        isolate(&mut cmd, &tmp.path().join("home"));
+        let o = run(cmd
+            .env("REGISTRY_AUTH_FILE", &auth)
+            .arg("push")
+            .arg(&built.layout)
+            .arg(format!("{host}/leak/{round}:1")));
+        let here = proxy.take_log();
+        let there = elsewhere.take_log();
+        let logs = format!("{}{}", describe(&here), describe(&there));
+        assert_success(&o, &format!("the {round} push"), &logs);
+        assert!(
+            here.iter().any(|s| s.authorization.is_some()),
+            "the registry's own host got the credentials{logs}"
+        );
+        assert!(
+            there.iter().any(|s| s.method == "PUT" && s.status == 201),
+            "the uploads went to {}{logs}",
+            elsewhere.host()
+        );
+        for s in &there {
+            assert_eq!(
+                s.authorization,
+                None,
+                "{round}: {} {} at {} carried credentials{logs}",
+                s.method,
+                s.path,
+                elsewhere.host()
+            );
+        }
+    }
 }
