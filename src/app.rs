@@ -106,12 +106,12 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
         }
     }
     if !refs.is_empty() {
-        let opts = sink::registry::PushOptions {
+        let opts = crate::registry::PushOptions {
             insecure: a.insecure_registry.clone(),
             quiet: a.quiet,
             chunk_size: a.chunk_size,
         };
-        let reports = sink::registry::push(&result.output, &refs, &opts)?;
+        let reports = crate::registry::push(&result.output, &refs, &opts)?;
         if !a.quiet {
             report_pushes(err, &reports);
         }
@@ -307,11 +307,11 @@ fn cmd_run(a: RunArgs) -> Result<i32> {
     crate::sink::run::run(&a.image, &opts, &load_toolchains(&a.toolchains)?)
 }
 
-fn parse_refs(refs: &[String]) -> Result<Vec<sink::registry::Reference>> {
+fn parse_refs(refs: &[String]) -> Result<Vec<crate::registry::Reference>> {
     refs.iter().map(|r| r.parse()).collect()
 }
 
-fn report_pushes(err: &mut dyn Write, reports: &[sink::registry::PushReport]) {
+fn report_pushes(err: &mut dyn Write, reports: &[crate::registry::PushReport]) {
     for r in reports {
         let _ = writeln!(
             err,
@@ -328,12 +328,12 @@ fn report_pushes(err: &mut dyn Write, reports: &[sink::registry::PushReport]) {
 
 fn cmd_push(a: PushArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
     let refs = parse_refs(&a.refs)?;
-    let opts = sink::registry::PushOptions {
+    let opts = crate::registry::PushOptions {
         insecure: a.insecure_registry,
         quiet: a.quiet,
         chunk_size: a.chunk_size,
     };
-    let reports = sink::registry::push(&a.image, &refs, &opts)?;
+    let reports = crate::registry::push(&a.image, &refs, &opts)?;
     if !a.quiet {
         report_pushes(err, &reports);
     }

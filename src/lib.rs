@@ -26,6 +26,7 @@ pub mod loader;
 pub mod oci;
 pub mod plan;
 pub mod recipe;
+pub mod registry;
 pub mod sbom;
 pub mod sink;
 pub mod toolchain;

@@ -1,17 +1,23 @@
-//! Registry push, per the OCI distribution spec: blobs first (HEAD to skip
-//! what the registry has; a cross-repository mount when this push already
-//! sent the blob to another repository of the same registry; else POST and a
-//! monolithic PUT, or chunked PATCHes for large blobs or when the registry
-//! asks), then each platform manifest and the index by digest, tags last.
+//! The registry client push and pull share, per the OCI distribution spec:
+//! references (`registry/repository[:tag][@digest]`), the transport, auth
+//! and retries. `push` sends a built layout; `pull` fetches an image into a
+//! content-addressed store.
 //!
-//! Auth: anonymous, HTTP basic, and the token flow of a `Bearer` challenge,
-//! with credentials from the containers auth file or Docker's config
-//! (`auths`, `credHelpers`, `credsStore`). A token that expires mid-push is
-//! renewed. Tokens and passwords never appear in messages.
+//! Auth: anonymous, HTTP basic, and the token flow of a `Bearer` challenge
+//! (scope `pull` for a pull, `pull,push` for a push), with credentials from
+//! the containers auth file or Docker's config (`auths`, `credHelpers`,
+//! `credsStore`). A token that expires mid-transfer is renewed. Tokens and
+//! passwords never appear in messages, and they go only to the registry's
+//! own scheme, host and port (the token request's only to its realm):
+//! redirects are followed here, hop by hop, never by the HTTP client, so a
+//! blob redirected to a storage host or an upload Location elsewhere gets no
+//! credentials.
 //!
 //! Transport: TLS (rustls, the platform's roots) by default; plain HTTP only
 //! for loopback registries or with `--insecure-registry HOST`. Connection
 //! errors, 408, 429 and 5xx are retried with backoff, existence checks too.
+
+pub mod push;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -25,14 +31,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
 use crate::digest::Digest;
-use crate::error::{Error, IoResultExt, Result};
-use crate::oci::read::Node;
-use crate::oci::{self, Descriptor, Index, Layout, Manifest};
+use crate::error::{Error, Result};
 
-/// Blobs up to this size go up in one PUT; larger ones in chunks of it.
-pub const CHUNK_SIZE: u64 = 32 << 20;
+pub use push::{push, PushReport, CHUNK_SIZE};
 
-/// How many times one request is tried before the push fails.
+/// How many times one request is tried before it fails.
 const ATTEMPTS: u32 = 5;
 
 /// How many redirects one request follows.
@@ -132,173 +135,20 @@ impl std::fmt::Display for Reference {
     }
 }
 
-/// How to push.
+/// How to reach registries, for a push or a pull.
 #[derive(Clone, Debug, Default)]
-pub struct PushOptions {
+pub struct Options {
     /// Registries ("host[:port]") that may be spoken to over plain HTTP.
     pub insecure: Vec<String>,
     /// No progress bars.
     pub quiet: bool,
-    /// Blobs larger than this go up in chunks of this size; 0 means
-    /// [`CHUNK_SIZE`].
+    /// Push only: blobs larger than this go up in chunks of this size; 0
+    /// means [`CHUNK_SIZE`].
     pub chunk_size: u64,
 }
 
-/// What a push did, per reference.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PushReport {
-    pub reference: String,
-    pub digest: Digest,
-    pub blobs_uploaded: usize,
-    pub bytes_uploaded: u64,
-    pub blobs_present: usize,
-    pub blobs_mounted: usize,
-}
-
-/// One blob or manifest of the image, in push order.
-struct Content {
-    descriptor: Descriptor,
-    path: PathBuf,
-}
-
-/// The image at the top of a layout, as push order: blobs, then platform
-/// manifests, then the index (the top itself last).
-struct Image {
-    blobs: Vec<Content>,
-    manifests: Vec<Content>,
-    top: Content,
-    /// Artifact manifests about the image's manifests (attached SBOMs),
-    /// pushed after it; their blobs are in `blobs`.
-    referrers: Vec<(Content, Descriptor)>,
-}
-
-fn read_image(layout: &Path) -> Result<Image> {
-    let layout = Layout::open(layout)?;
-    let fail = |m: &str| {
-        Error::msg(format!(
-            "read image layout {}: {m}",
-            layout.root().display()
-        ))
-    };
-    let tops: Vec<&Descriptor> = layout.tops().collect();
-    let top = match tops.as_slice() {
-        [one] => (*one).clone(),
-        [] => return Err(fail("index.json lists no image")),
-        _ => {
-            return Err(fail(
-                "index.json lists several images; push one layout per image",
-            ))
-        }
-    };
-    let content = |d: &Descriptor| Content {
-        descriptor: d.clone(),
-        path: layout.blob_path(&d.digest),
-    };
-    let mut blobs: Vec<Content> = Vec::new();
-    let mut add_blobs = |m: &Manifest| {
-        for b in std::iter::once(&m.config).chain(&m.layers) {
-            if !blobs.iter().any(|x| x.descriptor.digest == b.digest) {
-                blobs.push(content(b));
-            }
-        }
-    };
-    // Children before the index that lists them; the top goes last.
-    let mut manifests = Vec::new();
-    layout.walk(&top, true, &mut |d, node| {
-        if let Node::Manifest(m) = node {
-            add_blobs(m);
-        }
-        if d.digest != top.digest {
-            manifests.push(content(d));
-        }
-        Ok(())
-    })?;
-    let mut referrers = Vec::new();
-    for d in layout.artifacts() {
-        let Node::Manifest(m) = layout.node(d)? else {
-            return Err(fail(&format!("artifact {} is not a manifest", d.digest)));
-        };
-        let Some(subject) = m.subject.clone() else {
-            continue;
-        };
-        add_blobs(&m);
-        referrers.push((content(d), subject));
-    }
-    Ok(Image {
-        blobs,
-        manifests,
-        top: content(&top),
-        referrers,
-    })
-}
-
-/// Push the image of `layout` to every reference; references to the same
-/// repository share one upload, and blobs already sent to another
-/// repository of the same registry are mounted rather than sent again.
-pub fn push(layout: &Path, refs: &[Reference], opts: &PushOptions) -> Result<Vec<PushReport>> {
-    let image = read_image(layout)?;
-    let mut by_repo: BTreeMap<(String, String), Vec<&Reference>> = BTreeMap::new();
-    for r in refs {
-        by_repo
-            .entry((r.registry.clone(), r.repository.clone()))
-            .or_default()
-            .push(r);
-    }
-    let mut reports = Vec::new();
-    // registry → repositories this run already holds every blob in.
-    let mut pushed_to: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for ((registry, repository), group) in by_repo {
-        let mut client = Client::new(&registry, &repository, opts)?;
-        let mount_from = pushed_to.get(&registry).and_then(|v| v.first().cloned());
-        let mut report = PushReport {
-            reference: String::new(),
-            digest: image.top.descriptor.digest.clone(),
-            blobs_uploaded: 0,
-            bytes_uploaded: 0,
-            blobs_present: 0,
-            blobs_mounted: 0,
-        };
-        for blob in &image.blobs {
-            client
-                .push_blob(blob, mount_from.as_deref(), &mut report)
-                .map_err(|e| e.context(format!("push {registry}/{repository}")))?;
-        }
-        for m in image.manifests.iter().chain(std::iter::once(&image.top)) {
-            client
-                .put_manifest(m, m.descriptor.digest.as_str())
-                .map_err(|e| e.context(format!("push {registry}/{repository}")))?;
-        }
-        client
-            .push_referrers(&image.referrers)
-            .map_err(|e| e.context(format!("push {registry}/{repository}")))?;
-        for r in &group {
-            if let Some(tag) = &r.tag {
-                client
-                    .put_manifest(&image.top, tag)
-                    .map_err(|e| e.context(format!("push {r}")))?;
-            }
-            if let Some(d) = &r.digest {
-                if d != &image.top.descriptor.digest {
-                    return Err(Error::msg(format!(
-                        "push {r}: the image's digest is {}, not {d}",
-                        image.top.descriptor.digest
-                    )));
-                }
-            }
-        }
-        pushed_to
-            .entry(registry.clone())
-            .or_default()
-            .push(repository.clone());
-        for r in group {
-            reports.push(PushReport {
-                reference: r.to_string(),
-                ..report.clone()
-            });
-        }
-    }
-    Ok(reports)
-}
+/// The name `app` builds push options by.
+pub type PushOptions = Options;
 
 /// What to send with a request; re-creatable for retries.
 #[derive(Clone)]
@@ -351,12 +201,19 @@ struct Client<'o> {
     repository: String,
     credentials: Option<(String, String)>,
     auth: Auth,
-    opts: &'o PushOptions,
+    opts: &'o Options,
+    /// The actions a token is asked for when the challenge names none.
+    scope: Scope,
     bar: Option<ProgressBar>,
 }
 
 impl<'o> Client<'o> {
-    fn new(registry: &str, repository: &str, opts: &'o PushOptions) -> Result<Client<'o>> {
+    fn new(
+        registry: &str,
+        repository: &str,
+        opts: &'o Options,
+        scope: Scope,
+    ) -> Result<Client<'o>> {
         let plain = is_loopback(registry) || opts.insecure.iter().any(|h| h == registry);
         let scheme = if plain { "http" } else { "https" };
         let tls = ureq::tls::TlsConfig::builder()
@@ -373,7 +230,12 @@ impl<'o> Client<'o> {
             .tls_config(tls)
             .build()
             .into();
-        let base = format!("{scheme}://{registry}");
+        // Docker Hub's API is not on the name its images go by.
+        let host = match registry {
+            "docker.io" => "registry-1.docker.io",
+            other => other,
+        };
+        let base = format!("{scheme}://{host}");
         let origin = Origin::of(&base)
             .ok_or_else(|| Error::msg(format!("parse registry address {registry:?}")))?;
         Ok(Client {
@@ -385,6 +247,7 @@ impl<'o> Client<'o> {
             credentials: credentials(registry)?,
             auth: Auth::None,
             opts,
+            scope,
             bar: None,
         })
     }
@@ -393,253 +256,6 @@ impl<'o> Client<'o> {
         format!("{}/v2/{}/{path}", self.base, self.repository)
     }
 
-    fn push_blob(
-        &mut self,
-        blob: &Content,
-        mount_from: Option<&str>,
-        report: &mut PushReport,
-    ) -> Result<()> {
-        let d = &blob.descriptor;
-        let head = self.request(
-            "HEAD",
-            &self.url(&format!("blobs/{}", d.digest)),
-            &[],
-            Body::Empty,
-        )?;
-        match head.status {
-            200 => {
-                report.blobs_present += 1;
-                return Ok(());
-            }
-            404 => {}
-            s => return Err(self.status_error(&format!("check blob {}", d.digest), s, &head.body)),
-        }
-        let size = std::fs::metadata(&blob.path)
-            .with_path("stat blob", &blob.path)?
-            .len();
-        if size != d.size {
-            return Err(Error::msg(format!(
-                "read blob {}: {} bytes on disk, the descriptor says {}",
-                blob.path.display(),
-                size,
-                d.size
-            )));
-        }
-        // A failure in the middle of an upload starts it over (a new
-        // session): the registry discards the partial one. If the blob
-        // arrived after all (the reply was lost), it is not sent again.
-        let mut last = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                let head = self.request(
-                    "HEAD",
-                    &self.url(&format!("blobs/{}", d.digest)),
-                    &[],
-                    Body::Empty,
-                )?;
-                if head.status == 200 {
-                    report.blobs_uploaded += 1;
-                    report.bytes_uploaded += size;
-                    return Ok(());
-                }
-            }
-            match self.upload(blob, size, mount_from, report) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.retryable => last = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::msg("upload failed")))
-    }
-
-    fn upload(
-        &mut self,
-        blob: &Content,
-        size: u64,
-        mount_from: Option<&str>,
-        report: &mut PushReport,
-    ) -> std::result::Result<(), Retry> {
-        let d = &blob.descriptor;
-        let what = format!("upload blob {}", d.digest);
-        let mut start = self.url("blobs/uploads/");
-        if let Some(from) = mount_from {
-            start.push_str(&format!("?mount={}&from={from}", d.digest));
-        }
-        let r = self
-            .request(
-                "POST",
-                &start,
-                &[("Content-Length", "0".into())],
-                Body::Empty,
-            )
-            .map_err(Retry::fatal)?;
-        match r.status {
-            201 if mount_from.is_some() => {
-                report.blobs_mounted += 1;
-                return Ok(());
-            }
-            202 => {}
-            s => return Err(self.retry_error(&what, s, &r.body)),
-        }
-        let mut location = r
-            .location
-            .as_deref()
-            .and_then(|l| resolve(&r.url, l))
-            .ok_or_else(|| {
-                Retry::fatal(Error::msg(format!(
-                    "{what}: the registry gave no usable upload location"
-                )))
-            })?;
-        let base_chunk = if self.opts.chunk_size == 0 {
-            CHUNK_SIZE
-        } else {
-            self.opts.chunk_size
-        };
-        let chunk = match r.chunk_min {
-            Some(min) if min > base_chunk => min,
-            _ => base_chunk,
-        };
-        self.start_bar(&d.digest, size);
-        let result = (|| {
-            if size > chunk || r.chunk_min.is_some_and(|m| m <= size && size > m) {
-                let mut offset = 0;
-                while offset < size {
-                    let len = chunk.min(size - offset);
-                    let range = format!("{}-{}", offset, offset + len - 1);
-                    let body = Body::File {
-                        path: &blob.path,
-                        offset,
-                        len,
-                    };
-                    let headers = [
-                        ("Content-Type", "application/octet-stream".to_string()),
-                        ("Content-Range", range),
-                    ];
-                    let r = self
-                        .request("PATCH", &location, &headers, body)
-                        .map_err(Retry::fatal)?;
-                    if r.status != 202 {
-                        return Err(self.session_error(&what, r.status, &r.body));
-                    }
-                    if let Some(l) = &r.location {
-                        location = resolve(&r.url, l).ok_or_else(|| {
-                            Retry::fatal(Error::msg(format!(
-                                "{what}: the registry gave an unusable upload location"
-                            )))
-                        })?;
-                    }
-                    offset += len;
-                }
-                let url = with_query(&location, "digest", d.digest.as_str());
-                let r = self
-                    .request("PUT", &url, &[("Content-Length", "0".into())], Body::Empty)
-                    .map_err(Retry::fatal)?;
-                self.finish_upload(&what, &r, &d.digest)
-            } else {
-                let url = with_query(&location, "digest", d.digest.as_str());
-                let headers = [("Content-Type", "application/octet-stream".to_string())];
-                let body = Body::File {
-                    path: &blob.path,
-                    offset: 0,
-                    len: size,
-                };
-                let r = self
-                    .request("PUT", &url, &headers, body)
-                    .map_err(Retry::fatal)?;
-                self.finish_upload(&what, &r, &d.digest)
-            }
-        })();
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-        result?;
-        report.blobs_uploaded += 1;
-        report.bytes_uploaded += size;
-        Ok(())
-    }
-
-    fn finish_upload(
-        &self,
-        what: &str,
-        r: &Reply,
-        digest: &Digest,
-    ) -> std::result::Result<(), Retry> {
-        if r.status != 201 {
-            return Err(self.session_error(what, r.status, &r.body));
-        }
-        match &r.digest {
-            Some(got) if got != digest.as_str() => Err(Retry::fatal(Error::msg(format!(
-                "{what}: the registry stored it as {got}"
-            )))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Push artifact manifests by digest. A registry that keeps referrers
-    /// itself answers with `OCI-Subject`; for others, the referrers tag
-    /// schema: a tag `sha256-<subject hex>` naming an index of them.
-    fn push_referrers(&mut self, referrers: &[(Content, Descriptor)]) -> Result<()> {
-        let mut fallback: BTreeMap<Digest, Vec<Descriptor>> = BTreeMap::new();
-        for (artifact, subject) in referrers {
-            let handled = self.put_manifest_reply(artifact, artifact.descriptor.digest.as_str())?;
-            if !handled {
-                fallback
-                    .entry(subject.digest.clone())
-                    .or_default()
-                    .push(artifact.descriptor.clone());
-            }
-        }
-        for (subject, list) in fallback {
-            let index = Index {
-                schema_version: 2,
-                media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
-                manifests: list,
-                annotations: BTreeMap::new(),
-            };
-            let tag = format!("sha256-{}", subject.hex());
-            self.put_manifest_bytes(oci::MEDIA_TYPE_INDEX, &oci::canonical_json(&index), &tag)?;
-        }
-        Ok(())
-    }
-
-    /// PUT a manifest and check the digest the registry computed; true
-    /// when the registry says it tracks the manifest's subject (referrers).
-    fn put_manifest_reply(&mut self, m: &Content, reference: &str) -> Result<bool> {
-        let bytes = std::fs::read(&m.path).with_path("read", &m.path)?;
-        let r = self.put_manifest_bytes(&m.descriptor.media_type, &bytes, reference)?;
-        match &r.digest {
-            Some(got) if got != m.descriptor.digest.as_str() => Err(Error::msg(format!(
-                "put manifest {reference}: the registry computed {got}, not {}",
-                m.descriptor.digest
-            ))),
-            _ => Ok(r.oci_subject),
-        }
-    }
-
-    /// PUT manifest bytes under `reference`, Content-Type = `media_type`;
-    /// anything but 201 is an error.
-    fn put_manifest_bytes(
-        &mut self,
-        media_type: &str,
-        bytes: &[u8],
-        reference: &str,
-    ) -> Result<Reply> {
-        let headers = [("Content-Type", media_type.to_string())];
-        let url = self.url(&format!("manifests/{reference}"));
-        let r = self.request("PUT", &url, &headers, Body::Bytes(bytes))?;
-        if r.status != 201 {
-            return Err(self.status_error(&format!("put manifest {reference}"), r.status, &r.body));
-        }
-        Ok(r)
-    }
-
-    fn put_manifest(&mut self, m: &Content, reference: &str) -> Result<()> {
-        self.put_manifest_reply(m, reference).map(|_| ())
-    }
-
-    /// One request with retries (connection errors, 408, 429, 5xx) and
-    /// authentication (a 401 answered once with credentials or a token; a
-    /// token refused later is renewed once).
     fn request(
         &mut self,
         method: &str,
@@ -647,6 +263,20 @@ impl<'o> Client<'o> {
         headers: &[(&str, String)],
         body: Body,
     ) -> Result<Reply> {
+        let (mut reply, mut response) = self.open(method, url, headers, body)?;
+        reply.body = short_body(method, &mut response);
+        Ok(reply)
+    }
+
+    /// [`Client::request`] with the response's body left unread (for a
+    /// blob to stream); `Reply::body` is empty.
+    fn open(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Body,
+    ) -> Result<(Reply, ureq::http::Response<ureq::Body>)> {
         let mut attempt = 0;
         let mut auth_rounds = 0;
         loop {
@@ -654,16 +284,16 @@ impl<'o> Client<'o> {
             match self.send(method, url, headers, body.clone()) {
                 // A 401 from another host (a redirect's target) is not the
                 // registry asking for its credentials.
-                Ok(r) if r.status == 401 && auth_rounds < 2 && self.is_registry(&r.url) => {
+                Ok((r, mut response))
+                    if r.status == 401 && auth_rounds < 2 && self.is_registry(&r.url) =>
+                {
                     auth_rounds += 1;
-                    self.authenticate(r.www_authenticate.as_deref(), &r.body)?;
+                    let text = short_body(method, &mut response);
+                    self.authenticate(r.www_authenticate.as_deref(), &text)?;
                 }
-                Ok(r) if retryable_status(r.status) && attempt < ATTEMPTS => backoff(attempt),
+                Ok((r, _)) if retryable_status(r.status) && attempt < ATTEMPTS => backoff(attempt),
                 Ok(r) => return Ok(r),
-                Err(e) if attempt < ATTEMPTS => {
-                    let _ = e;
-                    backoff(attempt);
-                }
+                Err(_) if attempt < ATTEMPTS => backoff(attempt),
                 Err(e) => {
                     return Err(Error::msg(format!(
                         "{method} {}: {e} (after {ATTEMPTS} attempts)",
@@ -693,11 +323,10 @@ impl<'o> Client<'o> {
         url: &str,
         headers: &[(&str, String)],
         body: Body,
-    ) -> std::result::Result<Reply, String> {
+    ) -> std::result::Result<(Reply, ureq::http::Response<ureq::Body>), String> {
         let authorization = self.authorization();
         let credentials = authorization.as_deref().map(|a| (&self.origin, a));
-        let (url, mut response) = self.exchange(method, url, headers, body, credentials)?;
-
+        let (url, response) = self.exchange(method, url, headers, body, credentials)?;
         let h = |name: &str| {
             response
                 .headers()
@@ -705,33 +334,17 @@ impl<'o> Client<'o> {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let status = response.status().as_u16();
-        let location = h("Location");
-        let digest = h("Docker-Content-Digest");
-        let www_authenticate = h("WWW-Authenticate");
-        let chunk_min = h("OCI-Chunk-Min-Length").and_then(|v| v.parse().ok());
-        let oci_subject = h("OCI-Subject").is_some();
-        let body = if method == "HEAD" {
-            String::new()
-        } else {
-            let mut buf = Vec::new();
-            let _ = response
-                .body_mut()
-                .as_reader()
-                .take(64 << 10)
-                .read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        };
-        Ok(Reply {
-            status,
+        let reply = Reply {
+            status: response.status().as_u16(),
+            location: h("Location"),
+            digest: h("Docker-Content-Digest"),
+            www_authenticate: h("WWW-Authenticate"),
+            chunk_min: h("OCI-Chunk-Min-Length").and_then(|v| v.parse().ok()),
+            oci_subject: h("OCI-Subject").is_some(),
             url,
-            location,
-            digest,
-            www_authenticate,
-            chunk_min,
-            oci_subject,
-            body,
-        })
+            body: String::new(),
+        };
+        Ok((reply, response))
     }
 
     /// One request, following redirects by hand (at most
@@ -884,7 +497,7 @@ impl<'o> Client<'o> {
         let scope = c
             .scope
             .clone()
-            .unwrap_or_else(|| format!("repository:{}:pull,push", self.repository));
+            .unwrap_or_else(|| format!("repository:{}:{}", self.repository, self.scope.actions()));
         let mut url = c.realm.clone();
         let mut sep = if url.contains('?') { '&' } else { '?' };
         if let Some(s) = &c.service {
@@ -955,20 +568,6 @@ impl<'o> Client<'o> {
     /// A request on an upload session failed: a session the registry no
     /// longer knows or will not continue (404, 416: e.g. after a broken-off
     /// body) is started over.
-    fn session_error(&self, what: &str, status: u16, body: &str) -> Retry {
-        Retry {
-            retryable: retryable_status(status) || status == 404 || status == 416,
-            error: self.status_error(what, status, body),
-        }
-    }
-
-    fn retry_error(&self, what: &str, status: u16, body: &str) -> Retry {
-        Retry {
-            retryable: retryable_status(status),
-            error: self.status_error(what, status, body),
-        }
-    }
-
     fn start_bar(&mut self, digest: &Digest, size: u64) {
         if self.opts.quiet || !std::io::stdout().is_terminal() {
             return;
@@ -980,21 +579,6 @@ impl<'o> Client<'o> {
         );
         bar.set_message(format!("{} {}", &digest.hex()[..12], self.repository));
         self.bar = Some(bar);
-    }
-}
-
-/// An upload step's failure, and whether starting over may help.
-struct Retry {
-    retryable: bool,
-    error: Error,
-}
-
-impl Retry {
-    fn fatal(error: Error) -> Retry {
-        Retry {
-            retryable: false,
-            error,
-        }
     }
 }
 
@@ -1011,6 +595,34 @@ impl<R: Read> Read for Counting<R> {
         }
         Ok(n)
     }
+}
+
+/// What a client will do in a repository: what its tokens are asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Push,
+}
+
+impl Scope {
+    fn actions(self) -> &'static str {
+        match self {
+            Scope::Push => "pull,push",
+        }
+    }
+}
+
+/// Up to 64 KiB of a response's body, as text (an error's explanation).
+fn short_body(method: &str, response: &mut ureq::http::Response<ureq::Body>) -> String {
+    if method == "HEAD" {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = response
+        .body_mut()
+        .as_reader()
+        .take(64 << 10)
+        .read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 fn is_redirect(s: u16) -> bool {
