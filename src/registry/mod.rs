@@ -17,6 +17,7 @@
 //! for loopback registries or with `--insecure-registry HOST`. Connection
 //! errors, 408, 429 and 5xx are retried with backoff, existence checks too.
 
+pub mod pull;
 pub mod push;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use serde::Deserialize;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
+pub use pull::{parse_manifest, pull, Fetched};
 pub use push::{push, PushReport, CHUNK_SIZE};
 
 /// How many times one request is tried before it fails.
@@ -175,6 +177,8 @@ struct Reply {
     chunk_min: Option<u64>,
     /// The registry answered with OCI-Subject (it tracks referrers).
     oci_subject: bool,
+    content_type: Option<String>,
+    content_length: Option<u64>,
     body: String,
 }
 
@@ -341,6 +345,8 @@ impl<'o> Client<'o> {
             www_authenticate: h("WWW-Authenticate"),
             chunk_min: h("OCI-Chunk-Min-Length").and_then(|v| v.parse().ok()),
             oci_subject: h("OCI-Subject").is_some(),
+            content_type: h("Content-Type"),
+            content_length: h("Content-Length").and_then(|v| v.parse().ok()),
             url,
             body: String::new(),
         };
@@ -600,12 +606,14 @@ impl<R: Read> Read for Counting<R> {
 /// What a client will do in a repository: what its tokens are asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scope {
+    Pull,
     Push,
 }
 
 impl Scope {
     fn actions(self) -> &'static str {
         match self {
+            Scope::Pull => "pull",
             Scope::Push => "pull,push",
         }
     }
