@@ -12,9 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
-for t in recipe elf_closure; do
+for t in recipe elf_closure apply_layer; do
   mkdir -p "fuzz/corpus/$t"
   case "$t" in recipe) max=4096 regress=recipe ;; *) max=65536 regress=elf ;; esac
+  [ "$t" = apply_layer ] && regress=apply_layer
   echo "fuzz: $t for ${secs}s"
   cargo fuzz run -s none -O -a "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" "tests/regressions/$regress" -- \
     -max_total_time="$secs" -max_len="$max" -print_final_stats=1 2>&1 | tail -n 12
