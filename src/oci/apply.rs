@@ -21,7 +21,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::error::{io_message, Error, IoResultExt, Result};
+use crate::error::{io_message, one_line, Error, IoResultExt, Result};
 use crate::loader::sysroot::MAX_SYMLINK_HOPS;
 use crate::recipe::{ImagePath, SpecialKind};
 
@@ -159,7 +159,7 @@ impl Tree {
             budget: budget.clone(),
         });
         let read_fail =
-            |e: io::Error| Error::msg(format!("apply {what}: read tar: {}", io_message(&e)));
+            |e: io::Error| Error::msg(format!("apply {what}: read tar: {}", tar_message(&e)));
         let mut members = archive.entries().map_err(read_fail)?;
         let mut added = Added::default();
         for n in 0.. {
@@ -178,10 +178,15 @@ impl Tree {
                 )));
             }
             self.member(&mut member, &mut added).map_err(|e| {
-                e.context(format!(
+                let e = e.context(format!(
                     "apply {what}: entry {}",
                     show(&member.path_bytes())
-                ))
+                ));
+                // A host path holds the entry's name, which may hold a newline.
+                match e.to_string() {
+                    m if m.contains(char::is_control) => Error::msg(one_line(&m)),
+                    _ => e,
+                }
             })?;
             io::copy(&mut member, &mut io::sink()).map_err(read_fail)?;
         }
@@ -673,7 +678,12 @@ fn show(name: &[u8]) -> String {
 }
 
 fn bad_header(e: io::Error) -> Error {
-    Error::msg(format!("read tar header: {}", io_message(&e)))
+    Error::msg(format!("read tar header: {}", tar_message(&e)))
+}
+
+/// The tar crate's messages span lines ("…\n when getting cksum for …").
+fn tar_message(e: &io::Error) -> String {
+    one_line(&io_message(e).replace("\n ", "; "))
 }
 
 fn id(n: io::Result<u64>) -> Result<u32> {
@@ -726,7 +736,7 @@ fn write_file(host: &Path, mode: u32, data: &mut impl Read) -> Result<u64> {
         .open(host)
         .with_path("create", host)?;
     let written = io::copy(data, &mut file)
-        .map_err(|e| Error::msg(format!("read file data: {}", io_message(&e))))
+        .map_err(|e| Error::msg(format!("read file data: {}", tar_message(&e))))
         .and_then(|n| {
             file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .with_path("change mode of", host)?;
@@ -1185,6 +1195,32 @@ mod tests {
             e.contains("headers") && e.starts_with("apply layer L: read tar: "),
             "{e}"
         );
+    }
+
+    /// The inputs the fuzzer found (tests/regressions/apply_layer, as
+    /// fuzz/fuzz_targets/apply_layer.rs reads them: two bytes of the first
+    /// layer's length, then the layers) end in Ok or a one-line error.
+    #[test]
+    fn fuzzer_regressions_end_in_one_line_errors() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions/apply_layer");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            let (first, second) = match &data[..] {
+                [a, b, rest @ ..] => {
+                    rest.split_at((u16::from_le_bytes([*a, *b]) as usize).min(rest.len()))
+                }
+                _ => (&data[..], &[][..]),
+            };
+            let mut f = Fixture::new();
+            for layer in [first, second] {
+                if let Err(e) = f.tree.apply(layer, "layer L") {
+                    assert!(!e.to_string().contains(char::is_control), "{e}");
+                }
+            }
+            n += 1;
+        }
+        assert!(n > 0);
     }
 
     #[test]
