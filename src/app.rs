@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::build::{self, BuildOptions};
-use crate::cli::{BuildArgs, ClosureArgs, Command, InspectArgs, PushArgs, RunArgs, WhyArgs};
+use crate::cli::{
+    BuildArgs, ClosureArgs, Command, InspectArgs, PullArgs, PushArgs, RunArgs, WhyArgs,
+};
 use crate::error::{Error, Result, ResultExt};
 use crate::loader::closure::{Closure, Root, Side};
 use crate::loader::Loader;
@@ -29,6 +31,7 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result
         Command::Run(a) => cmd_run(a),
         Command::Push(a) => cmd_push(a, out, err),
         Command::Why(a) => cmd_why(a, out),
+        Command::Pull(a) => cmd_pull(a, out, err),
     }
 }
 
@@ -79,10 +82,27 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
         progress: crate::progress::Progress::start(a.quiet),
         no_cache: a.no_cache
             || std::env::var_os("BAREROOT_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()),
+        base: a.base.clone(),
+        registry: crate::registry::Options {
+            insecure: a.insecure_registry.clone(),
+            quiet: a.quiet,
+            chunk_size: a.chunk_size,
+        },
     };
     let result = build::build(&recipe, &opts);
     opts.progress.finish();
     let result = result?;
+    for b in &result.bases {
+        let _ = writeln!(err, "base {}: {}@{}", b.source, b.name, b.digest);
+        if !b.pinned {
+            let _ = writeln!(
+                err,
+                "bareroot: note: base {} is named by tag; the build is reproducible only when \
+                 pinned: {}@{}",
+                b.source, b.name, b.digest
+            );
+        }
+    }
     if let Some(f) = &a.oci_archive {
         sink::archive::write_oci_archive(&result.output, f, result.epoch)?;
         if !a.quiet {
@@ -386,13 +406,60 @@ fn why_text(a: &WhyArgs) -> Result<String> {
         None => recipe.platforms[0].clone(),
     };
     let toolchains = build::toolchains_for(&recipe, &opts)?;
+    let base = build::open_base(&recipe, &p, &opts)?;
     build::plan::with_planned(
         &recipe,
         &p,
         &opts,
         &toolchains,
+        base.as_ref(),
         |planned, closures, resolver| {
             crate::sink::why::explain(&planned.plan, closures, resolver, &a.path)
         },
     )
+}
+
+fn cmd_pull(a: PullArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+    let source = crate::base::Source::parse(&a.source, Path::new("."))?;
+    let mut platforms = a
+        .platform
+        .iter()
+        .map(|p| p.parse::<Platform>())
+        .collect::<Result<Vec<_>>>()?;
+    if platforms.is_empty() && matches!(source, crate::base::Source::Rootfs { .. }) {
+        platforms.push(Platform::host());
+    }
+    let all = a.platform.is_empty();
+    let opts = crate::base::FetchOptions {
+        cache: crate::cache::Cache::from_env().map(|c| c.root().to_path_buf()),
+        registry: crate::registry::Options {
+            insecure: a.insecure_registry.clone(),
+            quiet: a.quiet,
+            chunk_size: 0,
+        },
+        compression: crate::layer::compress::Compression::Gzip {
+            level: crate::layer::compress::Compression::DEFAULT_GZIP_LEVEL,
+        },
+        jobs: 0,
+    };
+    let fetched = crate::base::fetch(&source, &platforms, &opts)?;
+    let tag = match &source {
+        crate::base::Source::Registry(r) => r.tag.clone().unwrap_or_else(|| "latest".into()),
+        crate::base::Source::Oci { tag: Some(t), .. }
+        | crate::base::Source::OciArchive { tag: Some(t), .. } => t.clone(),
+        _ => "latest".into(),
+    };
+    let top = crate::base::write_layout(&fetched, &a.output, &tag, all)
+        .context_with(|| format!("pull {source} to {}", a.output.display()))?;
+    if !a.quiet {
+        let _ = writeln!(
+            err,
+            "pulled {} ({}) to {}",
+            fetched.name,
+            fetched.platforms().join(", "),
+            a.output.display()
+        );
+    }
+    write_out(out, &format!("{}\n", top.digest))?;
+    Ok(0)
 }

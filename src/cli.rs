@@ -57,6 +57,36 @@ pub enum Command {
     /// Given a recipe, the build's own analysis is replayed; given an image
     /// layout, the image is analyzed as its own sysroot.
     Why(WhyArgs),
+    /// Copy an image from a registry, an archive, a layout or a rootfs
+    /// tarball into an OCI image layout (all platforms, or those named).
+    ///
+    /// A registry image is pulled through the same client as push: every
+    /// blob checked against its digest before it is kept, credentials only
+    /// to the registry's own host. Pulled blobs stay in the cache, so a
+    /// later build on the same base pulls nothing.
+    Pull(PullArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// The image: REGISTRY/NAME[:TAG][@DIGEST] (or docker://REF),
+    /// oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE or
+    /// rootfs:FILE.tar[.gz|.zst|.xz].
+    pub source: String,
+    /// The OCI image layout to write (replaced atomically).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: PathBuf,
+    /// Only this platform (repeatable) [default: every platform; a rootfs
+    /// tarball: the host's].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Vec<String>,
+    /// Allow plain HTTP to this registry (host[:port]); loopback registries
+    /// always may. Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// No progress bars; print only the digest.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +203,10 @@ pub struct BuildArgs {
     /// embedded ones; a platform defined again is replaced.
     #[arg(long, value_name = "PATH")]
     pub toolchains: Vec<PathBuf>,
+    /// Build on this image instead of the recipe's `[base] image` (the
+    /// same sources as `bareroot pull`; relative paths from here).
+    #[arg(long, value_name = "SOURCE")]
+    pub base: Option<String>,
     /// Print nothing but the digest.
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -15,6 +15,7 @@ pub mod timefmt;
 
 // Inputs, in pipeline order.
 pub mod app;
+pub mod base;
 pub mod build;
 pub mod cache;
 pub mod cli;

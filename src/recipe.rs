@@ -53,6 +53,27 @@ struct RawRecipe {
     dlopen: Option<String>,
     tmp: Option<bool>,
     ld_so_cache: Option<bool>,
+    base: Option<RawBase>,
+}
+
+/// `[base]`: the image to build on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBase {
+    image: Option<RawBaseImage>,
+    squash: Option<bool>,
+    config: Option<bool>,
+    libraries: Option<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// One source for every platform, or one per platform.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawBaseImage {
+    One(String),
+    PerPlatform(BTreeMap<String, String>),
 }
 
 /// `true`/`false` or a list of names.
@@ -102,6 +123,7 @@ struct RawConfig {
     #[serde(default)]
     exposed_ports: Vec<String>,
     stop_signal: Option<String>,
+    volumes: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +213,52 @@ pub struct Recipe {
     pub entries: Vec<Entry>,
     /// The distroless runtime files the recipe asks for.
     pub runtime: Runtime,
+    /// `[base]`: the image this one is built on, if any.
+    pub base_image: Option<BaseSpec>,
+}
+
+/// `[base]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseSpec {
+    /// The source for every platform, or one per platform (every recipe
+    /// platform has one).
+    pub image: BaseImage,
+    /// One layer holding the base's files and ours.
+    pub squash: bool,
+    /// Inherit the base's runtime config (each `[config]` key the recipe
+    /// sets wins).
+    pub config: bool,
+    pub libraries: Libraries,
+    /// Base paths to delete, sorted.
+    pub remove: Vec<ImagePath>,
+}
+
+/// Where the base comes from: a source string as `--base` takes it
+/// (`oci:DIR[:TAG]`, `rootfs:FILE`, a registry reference, …), relative
+/// paths still relative to the recipe's directory (see [`Recipe::base`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BaseImage {
+    One(String),
+    PerPlatform(BTreeMap<Platform, String>),
+}
+
+impl BaseImage {
+    /// The source for `platform`.
+    pub fn for_platform(&self, platform: &Platform) -> Option<&str> {
+        match self {
+            BaseImage::One(s) => Some(s),
+            BaseImage::PerPlatform(m) => m.get(platform).map(String::as_str),
+        }
+    }
+}
+
+/// `[base] libraries`: whose copy of a library the base also has is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Libraries {
+    /// The base's, where the loader would open it; ours is not copied.
+    Base,
+    /// Ours, copied over the base's.
+    Recipe,
 }
 
 /// Numeric owner of an image entry.
@@ -286,6 +354,10 @@ pub struct ImageConfig {
     pub labels: BTreeMap<String, String>,
     pub exposed_ports: BTreeSet<String>,
     pub stop_signal: Option<String>,
+    pub volumes: BTreeSet<String>,
+    /// The keys the recipe set ("env", "entrypoint", …): on a base with
+    /// `config = true`, only these replace the base's.
+    pub set: BTreeSet<&'static str>,
 }
 
 /// An entry's `src` as the recipe wrote it: one template, or one per
@@ -531,7 +603,7 @@ impl Recipe {
     /// Validate recipe text; `path` names it in messages and anchors relative sources.
     pub fn parse(text: &str, path: &Path) -> Result<Recipe> {
         let fail = |m: String| Error::msg(format!("parse recipe {}: {m}", path.display()));
-        let raw = deserialize(text).map_err(&fail)?;
+        let mut raw = deserialize(text).map_err(&fail)?;
         let base = recipe_dir(path);
 
         check_name(&raw.name).map_err(|m| fail(format!("name {:?}: {m}", raw.name)))?;
@@ -542,7 +614,12 @@ impl Recipe {
 
         let runtime = validate_runtime(&raw).map_err(&fail)?;
         let users = runtime.users.as_ref();
-        let config = config_for_users(raw.config.unwrap_or_default(), users).map_err(&fail)?;
+        let config = config_for_users(
+            raw.config.take().unwrap_or_default(),
+            users,
+            raw.base.is_some(),
+        )
+        .map_err(&fail)?;
 
         // In recipe order: binaries, files, trees, dirs, symlinks, libraries.
         let mut entries = Vec::new();
@@ -565,6 +642,11 @@ impl Recipe {
             entries.push(library_entry(i, l).map_err(&fail)?);
         }
 
+        let base_spec = raw
+            .base
+            .map(|b| validate_base(b, &platforms))
+            .transpose()
+            .map_err(&fail)?;
         let sysroots = validate_sysroots(raw.sysroot, &base).map_err(&fail)?;
         let toolchains = raw.toolchains.iter().map(|t| base.join(t)).collect();
 
@@ -580,6 +662,7 @@ impl Recipe {
             epoch,
             config,
             entries,
+            base_image: base_spec,
         })
     }
 }
@@ -643,13 +726,94 @@ fn validate_epoch(epoch: Option<i64>) -> std::result::Result<Option<u64>, String
 }
 
 /// `[config]`, validated, with its `user` resolved through the image's users.
-fn config_for_users(c: RawConfig, users: Users) -> std::result::Result<ImageConfig, String> {
+fn config_for_users(
+    c: RawConfig,
+    users: Users,
+    on_base: bool,
+) -> std::result::Result<ImageConfig, String> {
     let mut config = validate_config(c).map_err(|m| format!("[config] {m}"))?;
     if let Some(u) = &config.user {
-        config.user =
-            Some(resolve_config_user(u, users).map_err(|m| format!("[config] user {u:?}: {m}"))?);
+        // On a base, a name the recipe does not define may be the base's:
+        // it is left for the engine to look up in the image's /etc/passwd.
+        match resolve_config_user(u, users) {
+            Ok(resolved) => config.user = Some(resolved),
+            Err(_) if on_base => {}
+            Err(m) => return Err(format!("[config] user {u:?}: {m}")),
+        }
     }
     Ok(config)
+}
+
+/// `[base]`: a source for each platform, the modes, the paths to remove.
+fn validate_base(b: RawBase, platforms: &[Platform]) -> std::result::Result<BaseSpec, String> {
+    let image = match b.image {
+        None => {
+            return Err(
+                "[base]: image is required (a source such as oci:DIR or REGISTRY/NAME:TAG)".into(),
+            )
+        }
+        Some(RawBaseImage::One(s)) => {
+            check_base_source(&s).map_err(|m| format!("[base] image {s:?}: {m}"))?;
+            BaseImage::One(s)
+        }
+        Some(RawBaseImage::PerPlatform(m)) => {
+            let mut out = BTreeMap::new();
+            for (k, v) in m {
+                let p: Platform = k.parse().map_err(|e: Error| format!("[base] image: {e}"))?;
+                if !platforms.contains(&p) {
+                    return Err(format!(
+                        "[base] image: {p} is not one of the recipe's platforms"
+                    ));
+                }
+                check_base_source(&v).map_err(|m| format!("[base] image {p} {v:?}: {m}"))?;
+                out.insert(p, v);
+            }
+            if let Some(p) = platforms.iter().find(|p| !out.contains_key(p)) {
+                return Err(format!(
+                    "[base] image: no base for the recipe's platform {p}"
+                ));
+            }
+            BaseImage::PerPlatform(out)
+        }
+    };
+    let libraries = match b.libraries.as_deref() {
+        None | Some("base") => Libraries::Base,
+        Some("recipe") => Libraries::Recipe,
+        Some(other) => {
+            return Err(format!(
+                "[base] libraries {other:?}: must be \"base\" or \"recipe\""
+            ))
+        }
+    };
+    let mut remove = Vec::new();
+    for r in &b.remove {
+        if !r.starts_with('/') {
+            return Err(format!("[base] remove {r:?}: must be an absolute path"));
+        }
+        let p = ImagePath::new(r).map_err(|m| format!("[base] remove {r:?}: {m}"))?;
+        if p.rel().is_empty() {
+            return Err(format!("[base] remove {r:?}: cannot remove the root"));
+        }
+        remove.push(p);
+    }
+    remove.sort();
+    remove.dedup();
+    Ok(BaseSpec {
+        image,
+        squash: b.squash.unwrap_or(false),
+        config: b.config.unwrap_or(true),
+        libraries,
+        remove,
+    })
+}
+
+/// A base source must name something; its scheme and shape are checked
+/// when the build parses it (`base::Source`), before anything is read.
+fn check_base_source(s: &str) -> std::result::Result<(), String> {
+    if s.trim().is_empty() {
+        return Err("empty".into());
+    }
+    Ok(())
 }
 
 /// An entry's `owner`, resolved through the image's users.
@@ -1159,6 +1323,7 @@ fn parse_mode(m: Option<&RawMode>) -> std::result::Result<Option<u32>, String> {
 }
 
 fn validate_config(c: RawConfig) -> std::result::Result<ImageConfig, String> {
+    let env_given = c.env.is_some();
     let env = c.env.unwrap_or_else(|| vec![DEFAULT_PATH.to_string()]);
     let mut keys = BTreeSet::new();
     for e in &env {
@@ -1198,7 +1363,30 @@ fn validate_config(c: RawConfig) -> std::result::Result<ImageConfig, String> {
             return Err("entrypoint and cmd must not contain NUL bytes".into());
         }
     }
+    let mut volumes = BTreeSet::new();
+    for v in c.volumes.iter().flatten() {
+        if !v.starts_with('/') || v.contains('\0') {
+            return Err(format!("volumes {v:?}: must be an absolute path"));
+        }
+        volumes.insert(v.clone());
+    }
+    let set = [
+        ("entrypoint", c.entrypoint.is_some()),
+        ("cmd", c.cmd.is_some()),
+        ("env", env_given),
+        ("workdir", c.workdir.is_some()),
+        ("user", c.user.is_some()),
+        ("labels", !c.labels.is_empty()),
+        ("exposed_ports", !ports.is_empty()),
+        ("stop_signal", c.stop_signal.is_some()),
+        ("volumes", c.volumes.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, given)| given.then_some(k))
+    .collect();
     Ok(ImageConfig {
+        volumes,
+        set,
         entrypoint: c.entrypoint,
         cmd: c.cmd,
         env,

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::{ANNOTATION_COMPRESSION, ANNOTATION_VERSION};
+use crate::base::Base;
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::layer::compress::Compression;
 use crate::layer::LayerInfo;
@@ -24,7 +26,10 @@ pub struct Image {
     pub subject: Descriptor,
 }
 
-/// Write the config and the manifest of `layer`, which holds `files` files.
+/// Write the config and the manifest of `layer`, which holds `files` files,
+/// over the base's layers when it is stacked on one (their blobs put in the
+/// layout as they are).
+#[allow(clippy::too_many_arguments)]
 pub fn image(
     recipe: &Recipe,
     platform: &Platform,
@@ -32,26 +37,45 @@ pub fn image(
     compression: Compression,
     layer: &LayerInfo,
     files: usize,
+    base: Option<&Base>,
     layout: &mut LayoutWriter,
 ) -> Result<Image> {
-    let config = config(recipe, platform, epoch, layer, files);
+    let mut config = config(recipe, platform, epoch, layer, files);
+    let mut layers = Vec::new();
+    let mut annotations = BTreeMap::new();
+    if let Some(base) = base {
+        on_base(&mut config, recipe, base);
+        if !base.squash {
+            for l in &base.layers {
+                layout.import_blob(&l.blob, &l.descriptor.digest)?;
+                layers.push(l.descriptor.clone());
+            }
+        }
+        annotations.insert(oci::ANNOTATION_BASE_NAME.to_string(), base.name.clone());
+        annotations.insert(
+            oci::ANNOTATION_BASE_DIGEST.to_string(),
+            base.digest.to_string(),
+        );
+    }
+    layers.push(Descriptor::of(
+        layer.media_type,
+        layer.digest.clone(),
+        layer.size,
+    ));
     let config = layout.put_json(oci::MEDIA_TYPE_CONFIG, &config)?;
+    annotations.extend([
+        (
+            ANNOTATION_VERSION.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        (ANNOTATION_COMPRESSION.to_string(), compression.describe()),
+    ]);
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
         config,
-        layers: vec![Descriptor::of(
-            layer.media_type,
-            layer.digest.clone(),
-            layer.size,
-        )],
-        annotations: BTreeMap::from([
-            (
-                ANNOTATION_VERSION.to_string(),
-                env!("CARGO_PKG_VERSION").to_string(),
-            ),
-            (ANNOTATION_COMPRESSION.to_string(), compression.describe()),
-        ]),
+        layers,
+        annotations,
         artifact_type: None,
         subject: None,
     };
@@ -64,6 +88,85 @@ pub fn image(
         descriptor,
         subject,
     })
+}
+
+/// The config of an image on `base`: the base's layers' diff_ids and
+/// history before ours (stacked), or a history line naming the base
+/// (squashed); with `config = true`, the base's runtime config under each
+/// `[config]` key the recipe sets.
+fn on_base(config: &mut ImageConfigJson, recipe: &Recipe, base: &Base) {
+    let ours = config.history.pop();
+    if base.squash {
+        if let Some(mut h) = ours {
+            h.comment = Some(format!(
+                "{}, squashed onto base {}@{}",
+                h.comment.unwrap_or_default(),
+                base.name,
+                base.digest
+            ));
+            config.history = vec![h];
+        }
+    } else {
+        let mut diff_ids: Vec<Digest> = base.layers.iter().map(|l| l.diff_id.clone()).collect();
+        diff_ids.append(&mut config.rootfs.diff_ids);
+        config.rootfs.diff_ids = diff_ids;
+        config.history = base.config.history.clone();
+        config.history.extend(ours);
+    }
+    if !base.inherit_config {
+        return;
+    }
+    let set = &recipe.config.set;
+    let b = &base.config.config;
+    let c = &mut config.config;
+    // Scalars and lists: the recipe's when it sets them, else the base's.
+    // Setting an entrypoint drops the base's cmd, as a Dockerfile's
+    // ENTRYPOINT does (the cmd was the base entrypoint's arguments).
+    if !set.contains("entrypoint") {
+        c.entrypoint = b.entrypoint.clone();
+        if !set.contains("cmd") {
+            c.cmd = b.cmd.clone();
+        }
+    }
+    if !set.contains("workdir") {
+        c.working_dir = b.working_dir.clone();
+    }
+    if !set.contains("user") {
+        c.user = b.user.clone();
+    }
+    if !set.contains("stop_signal") {
+        c.stop_signal = b.stop_signal.clone();
+    }
+    // Variables, labels, ports and volumes: the base's, with the recipe's
+    // added and winning by name.
+    let mut env: Vec<String> = b.env.clone();
+    let ours: Vec<String> = if set.contains("env") {
+        std::mem::take(&mut c.env)
+    } else {
+        // Only what bareroot adds itself (SSL_CERT_FILE), not the default PATH.
+        c.env
+            .iter()
+            .filter(|e| !e.starts_with("PATH="))
+            .cloned()
+            .collect()
+    };
+    for e in ours {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(e);
+    }
+    c.env = env;
+    for (k, v) in &b.labels {
+        c.labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    for (k, v) in &b.exposed_ports {
+        c.exposed_ports
+            .entry(k.clone())
+            .or_insert_with(|| v.clone());
+    }
+    for (k, v) in &b.volumes {
+        c.volumes.entry(k.clone()).or_insert_with(|| v.clone());
+    }
 }
 
 /// The image configuration: the recipe's `[config]`, the platform, the
@@ -92,13 +195,18 @@ fn config(
             exposed_ports: c
                 .exposed_ports
                 .iter()
-                .map(|p| (p.clone(), BTreeMap::new()))
+                .map(|p| (p.clone(), serde_json::json!({})))
                 .collect(),
             env,
             entrypoint: c.entrypoint.clone(),
             cmd: c.cmd.clone(),
             working_dir: c.workdir.clone(),
             labels: c.labels.clone(),
+            volumes: c
+                .volumes
+                .iter()
+                .map(|v| (v.clone(), serde_json::json!({})))
+                .collect(),
             stop_signal: c.stop_signal.clone(),
         },
         rootfs: RootFs {
@@ -109,6 +217,8 @@ fn config(
             created: Some(created),
             created_by: Some(format!("bareroot build {}", recipe.name)),
             comment: Some(format!("{files} files from the recipe and their closure")),
+            author: None,
+            empty_layer: None,
         }],
     }
 }

@@ -12,14 +12,16 @@ mod sbom;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::base::{Base, FetchOptions, Fetched, Source};
 use crate::cache::Cache;
+use crate::digest::Digest;
 use crate::error::{Error, Result, ResultExt};
 use crate::layer::compress::Compression;
 use crate::layer::LayerInfo;
 use crate::oci::{self, Descriptor, Index, LayoutWriter, Staging};
 use crate::plan::Plan;
 use crate::platform::Platform;
-use crate::recipe::Recipe;
+use crate::recipe::{BaseImage, BaseSpec, Recipe};
 use crate::toolchain::Toolchains;
 
 /// How to build, beyond what the recipe says.
@@ -49,6 +51,11 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Where build progress goes (off by default).
     pub progress: crate::progress::Progress,
+    /// `--base SOURCE`: over the recipe's `[base] image` (relative paths
+    /// from the working directory).
+    pub base: Option<String>,
+    /// How to reach registries (a base pulled from one).
+    pub registry: crate::registry::Options,
 }
 
 impl Default for BuildOptions {
@@ -67,6 +74,8 @@ impl Default for BuildOptions {
             cache: None,
             no_cache: false,
             progress: crate::progress::Progress::off(),
+            base: None,
+            registry: Default::default(),
         }
     }
 }
@@ -101,6 +110,18 @@ pub struct BuildResult {
     pub epoch: u64,
     pub top: Descriptor,
     pub images: Vec<BuiltImage>,
+    /// The bases built on, as fetched.
+    pub bases: Vec<BaseUsed>,
+}
+
+/// A base a build used: the source as written, and what it resolved to.
+#[derive(Clone, Debug)]
+pub struct BaseUsed {
+    pub source: String,
+    pub name: String,
+    pub digest: Digest,
+    /// Named by content (a digest, or local bytes the build hashes).
+    pub pinned: bool,
 }
 
 /// `--epoch` > `SOURCE_DATE_EPOCH` > the recipe's `epoch` > 0.
@@ -145,6 +166,8 @@ struct Context<'a> {
     toolchains: Toolchains,
     /// The stat cache of input digests; --no-cache builds without it.
     stat_cache: Option<PathBuf>,
+    /// The base, fetched once for every platform that uses each source.
+    base: Option<(BaseSpec, Vec<Fetched>)>,
 }
 
 impl<'a> Context<'a> {
@@ -163,8 +186,80 @@ impl<'a> Context<'a> {
                 .as_ref()
                 .filter(|_| !opts.no_cache)
                 .map(|c| c.root().join("digests.json")),
+            base: fetch_bases(recipe, opts)?,
         })
     }
+
+    /// The platform's base, opened (its layers applied).
+    fn base(&self, platform: &Platform) -> Result<Option<Base>> {
+        let Some((spec, fetched)) = &self.base else {
+            return Ok(None);
+        };
+        let f = fetched
+            .iter()
+            .find(|f| f.has(platform))
+            .ok_or_else(|| Error::msg(format!("open base for {platform}: none fetched")))?;
+        Base::open(f, platform, spec).map(Some)
+    }
+}
+
+/// The base `platform`'s image is built on, fetched and opened (for
+/// commands that plan without building: `why`).
+pub fn open_base(
+    recipe: &Recipe,
+    platform: &Platform,
+    opts: &BuildOptions,
+) -> Result<Option<Base>> {
+    let Some((spec, fetched)) = fetch_bases(recipe, opts)? else {
+        return Ok(None);
+    };
+    match fetched.iter().find(|f| f.has(platform)) {
+        Some(f) => Base::open(f, platform, &spec).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The recipe's `[base]` (its image replaced by `--base`), each source
+/// parsed and fetched for the platforms that use it.
+fn fetch_bases(recipe: &Recipe, opts: &BuildOptions) -> Result<Option<(BaseSpec, Vec<Fetched>)>> {
+    let (spec, relative_to) = match (&opts.base, &recipe.base_image) {
+        (None, None) => return Ok(None),
+        (None, Some(spec)) => (spec.clone(), recipe.base.clone()),
+        (Some(source), spec) => {
+            let mut spec = spec.clone().unwrap_or(BaseSpec {
+                image: BaseImage::One(String::new()),
+                squash: false,
+                config: true,
+                libraries: crate::recipe::Libraries::Base,
+                remove: Vec::new(),
+            });
+            spec.image = BaseImage::One(source.clone());
+            (spec, PathBuf::from("."))
+        }
+    };
+    let mut by_source: BTreeMap<&str, Vec<Platform>> = BTreeMap::new();
+    for p in &recipe.platforms {
+        let s = spec.image.for_platform(p).ok_or_else(|| {
+            Error::msg(format!(
+                "build image {} for {p}: [base] names no image for it",
+                recipe.name
+            ))
+        })?;
+        by_source.entry(s).or_default().push(p.clone());
+    }
+    let fetch_opts = FetchOptions {
+        cache: opts.cache.as_ref().map(|c| c.root().to_path_buf()),
+        registry: opts.registry.clone(),
+        compression: opts.compression,
+        jobs: opts.jobs(),
+    };
+    let mut fetched = Vec::new();
+    for (s, platforms) in by_source {
+        let source = Source::parse(s, &relative_to)?;
+        opts.progress.stage(format!("fetching base {source}"));
+        fetched.push(crate::base::fetch(&source, &platforms, &fetch_opts)?);
+    }
+    Ok(Some((spec, fetched)))
 }
 
 /// Build the recipe into an OCI image layout: the context, then each
@@ -195,11 +290,23 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     trace("stat cache saved", t0);
     staging.commit()?;
     trace("committed", t0);
+    let bases = ctx
+        .base
+        .iter()
+        .flat_map(|(_, f)| f)
+        .map(|f| BaseUsed {
+            source: f.source.to_string(),
+            name: f.name.clone(),
+            digest: f.top.clone(),
+            pinned: f.source.pinned(),
+        })
+        .collect();
     Ok(BuildResult {
         output: ctx.output,
         epoch: ctx.epoch,
         top,
         images,
+        bases,
     })
 }
 
@@ -236,7 +343,7 @@ pub fn plan_platform(
     opts: &BuildOptions,
     toolchains: &Toolchains,
 ) -> Result<Plan> {
-    plan::plan(recipe, platform, opts, toolchains).map(|p| p.plan)
+    plan::plan(recipe, platform, opts, toolchains, None).map(|p| p.plan)
 }
 
 /// The embedded and `--toolchains` toolchains plus the recipe's own.
@@ -259,7 +366,8 @@ fn build_platform(
     let (recipe, opts, epoch) = (ctx.recipe, ctx.opts, ctx.epoch);
     opts.progress
         .stage(format!("{platform}: finding closures and package metadata"));
-    let planned = plan::plan(recipe, platform, opts, &ctx.toolchains)?;
+    let base = ctx.base(platform)?;
+    let planned = plan::plan(recipe, platform, opts, &ctx.toolchains, base.as_ref())?;
     let (files, bytes) = planned.plan.file_stats();
     let mut layer = layer::layer(&planned, platform, epoch, opts, layout)?;
     let image = image::image(
@@ -269,6 +377,7 @@ fn build_platform(
         opts.compression,
         &layer.info,
         files,
+        base.as_ref(),
         layout,
     )?;
     let sbom = sbom::sbom(recipe, platform, epoch, opts, &planned, &layer, &image)?;

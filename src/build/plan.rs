@@ -8,14 +8,17 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::{trace, BuildOptions};
+use crate::base::Base;
 use crate::dpkg::DpkgDb;
+use crate::error::Error;
 use crate::error::Result;
 use crate::loader::closure::Resolver;
 use crate::loader::symbols::Checked;
 use crate::loader::Loader;
-use crate::plan::{packages, ItemKind, Plan, Planner};
+use crate::plan::{packages, Item, ItemKind, Plan, Planner};
 use crate::platform::Platform;
 use crate::recipe::Recipe;
+use crate::recipe::{ImagePath, Libraries};
 use crate::toolchain::Toolchains;
 
 /// One platform's finished plan: every entry of the image, package
@@ -31,8 +34,9 @@ pub fn plan(
     platform: &Platform,
     opts: &BuildOptions,
     toolchains: &Toolchains,
+    base: Option<&Base>,
 ) -> Result<Planned> {
-    with_planned(recipe, platform, opts, toolchains, |planned, _, _| {
+    with_planned(recipe, platform, opts, toolchains, base, |planned, _, _| {
         Ok(planned)
     })
 }
@@ -44,6 +48,7 @@ pub fn with_planned<T>(
     platform: &Platform,
     opts: &BuildOptions,
     toolchains: &Toolchains,
+    base: Option<&Base>,
     f: impl FnOnce(Planned, &[Checked], &Resolver) -> Result<T>,
 ) -> Result<T> {
     let t0 = std::time::Instant::now();
@@ -52,8 +57,13 @@ pub fn with_planned<T>(
         .sysroots
         .get(platform)
         .or_else(|| recipe.sysroots.get(platform));
+    let base_first = recipe
+        .base_image
+        .as_ref()
+        .is_none_or(|b| b.libraries == Libraries::Base);
     let loader = Loader::for_build(toolchain, given.map(PathBuf::as_path))?
-        .with_dlopen(recipe.runtime.dlopen);
+        .with_dlopen(recipe.runtime.dlopen)
+        .on_base(base.map(|b| (b.root(), b.name.as_str(), base_first)));
     let resolver = loader.resolver();
     // The dpkg database of the sysroot named, else the host's: the cross
     // tree has none, and the host's knows the multiarch packages of every
@@ -72,7 +82,8 @@ pub fn with_planned<T>(
             ahead
         });
         let planner = Planner::new(recipe, platform, toolchain, &resolver)
-            .with_sysroot(loader.description().to_string());
+            .with_sysroot(loader.description().to_string())
+            .with_base(base.map(Base::lower));
         let planned = planner.plan_with_closures();
         trace("closures resolved", t0);
         (planned, reader.join().unwrap_or_default())
@@ -89,6 +100,15 @@ pub fn with_planned<T>(
     trace("dpkg load", t0);
     packages::add(&mut plan, &dbs)?;
     trace("package metadata", t0);
+    if let Some(base) = base {
+        if base.squash {
+            crate::base::squash_into(&mut plan, base);
+        } else {
+            whiteouts(&mut plan, base)?;
+        }
+        plan.base = None;
+        trace("base merged", t0);
+    }
     f(Planned { plan, dbs }, &closures, &resolver)
 }
 
@@ -105,4 +125,35 @@ fn indexed_names(plan: &Plan) -> HashSet<OsString> {
         .collect();
     names.extend(["copyright", "os-release"].map(OsString::from));
     names
+}
+
+/// `[base] remove` in a stacked layer: a whiteout for each removed path,
+/// or, where this layer puts something back under it, an opaque
+/// directory (a whiteout and new entries in one layer would contradict).
+fn whiteouts(plan: &mut Plan, base: &Base) -> Result<()> {
+    for r in &base.removed {
+        let prefix = format!("{}/", r.as_str());
+        let refilled = plan.entries.contains_key(r)
+            || plan.entries.keys().any(|p| p.as_str().starts_with(&prefix));
+        let why = format!("[base] remove {r}");
+        let at = if refilled {
+            if !matches!(plan.entries.get(r).map(|i| &i.kind), Some(ItemKind::Dir)) {
+                return Err(Error::msg(format!(
+                    "{why}: the recipe puts a file at the removed path"
+                )));
+            }
+            format!("{prefix}.wh..wh..opq")
+        } else {
+            let parent = r
+                .parent()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            let name = r.rel().rsplit('/').next().unwrap_or("");
+            format!("{}/.wh.{name}", parent.trim_end_matches('/'))
+        };
+        let at = ImagePath::new(&at).map_err(|m| Error::msg(format!("{why}: {m}")))?;
+        plan.entries
+            .insert(at, Item::data(Vec::<u8>::new(), why).explicit());
+    }
+    Ok(())
 }

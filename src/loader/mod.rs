@@ -76,6 +76,26 @@ impl Loader {
         }
     }
 
+    /// Resolve against a base image's unpacked filesystem too, as the image
+    /// will be: where both have a path, the base's wins when `base_first`
+    /// (`[base] libraries = "base"`), else the sysroot's (ours is copied
+    /// over it). The base's `/etc/ld.so.conf` then decides the search.
+    pub fn on_base(mut self, base: Option<(&Path, &str, bool)>) -> Loader {
+        let Some((root, name, base_first)) = base else {
+            return self;
+        };
+        let sysroot = std::mem::replace(&mut self.sysroot, Box::new(MemFs::new()));
+        let base = HostFs::new(root);
+        let union = if base_first {
+            UnionFs::new().layer(base, None).boxed_layer(sysroot, None)
+        } else {
+            UnionFs::new().boxed_layer(sysroot, None).layer(base, None)
+        };
+        self.sysroot = Box::new(union);
+        self.description = format!("{} on base {name}", self.description);
+        self
+    }
+
     /// Follow `.note.dlopen` entries up to this priority (None: ignore
     /// them); the default is the recommended ones.
     pub fn with_dlopen(mut self, dlopen: Option<DlopenPriority>) -> Loader {

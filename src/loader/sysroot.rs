@@ -380,8 +380,11 @@ pub fn relative(from: &Path, to: &Path) -> PathBuf {
 /// (`/usr/<triplet>`) over the host's multiarch directories
 /// (`/usr/lib/<triplet>`, from `dpkg --add-architecture`).
 pub struct UnionFs {
-    layers: Vec<(HostFs, Option<Vec<PathBuf>>)>,
+    layers: Vec<UnionLayer>,
 }
+
+/// One layer of a [`UnionFs`]: a tree, and the subtrees it is limited to.
+type UnionLayer = (Box<dyn Fs>, Option<Vec<PathBuf>>);
 
 impl UnionFs {
     pub fn new() -> UnionFs {
@@ -389,8 +392,8 @@ impl UnionFs {
     }
 
     /// Add a layer; `only` limits it to those subtrees.
-    pub fn layer(mut self, fs: HostFs, only: Option<Vec<PathBuf>>) -> UnionFs {
-        self.layers.push((fs, only));
+    pub fn layer(mut self, fs: impl Fs + 'static, only: Option<Vec<PathBuf>>) -> UnionFs {
+        self.layers.push((Box::new(fs), only));
         self
     }
 
@@ -403,13 +406,19 @@ impl UnionFs {
         }
     }
 
-    fn first<T>(&self, path: &Path, f: impl Fn(&HostFs) -> io::Result<T>) -> io::Result<T> {
+    /// A layer that is already boxed (another sysroot).
+    pub fn boxed_layer(mut self, fs: Box<dyn Fs>, only: Option<Vec<PathBuf>>) -> UnionFs {
+        self.layers.push((fs, only));
+        self
+    }
+
+    fn first<T>(&self, path: &Path, f: impl Fn(&dyn Fs) -> io::Result<T>) -> io::Result<T> {
         let mut last = io::Error::from(io::ErrorKind::NotFound);
         for (fs, only) in &self.layers {
             if !Self::visible(only, path) {
                 continue;
             }
-            match f(fs) {
+            match f(fs.as_ref()) {
                 Ok(v) => return Ok(v),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => last = e,
                 Err(e) => return Err(e),

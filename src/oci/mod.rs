@@ -22,6 +22,14 @@ pub use read::{FoundImage, Layout};
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker's schema2 manifest list and manifest, read as their OCI
+/// equivalents (the same fields).
+pub const MEDIA_TYPE_DOCKER_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// The annotations naming the image an image is built on.
+pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const LAYOUT_VERSION: &str = "1.0.0";
 
@@ -145,7 +153,7 @@ pub struct ImageConfigJson {
     pub config: RuntimeConfig,
     /// REQUIRED.
     pub rootfs: RootFs,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub history: Vec<History>,
 }
 
@@ -156,10 +164,16 @@ pub struct RuntimeConfig {
     #[serde(
         rename = "ExposedPorts",
         skip_serializing_if = "BTreeMap::is_empty",
-        default
+        default,
+        deserialize_with = "null_as_default"
     )]
-    pub exposed_ports: BTreeMap<String, BTreeMap<String, String>>,
-    #[serde(rename = "Env", skip_serializing_if = "Vec::is_empty", default)]
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    #[serde(
+        rename = "Env",
+        skip_serializing_if = "Vec::is_empty",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub env: Vec<String>,
     #[serde(
         rename = "Entrypoint",
@@ -175,8 +189,20 @@ pub struct RuntimeConfig {
         default
     )]
     pub working_dir: Option<String>,
-    #[serde(rename = "Labels", skip_serializing_if = "BTreeMap::is_empty", default)]
+    #[serde(
+        rename = "Labels",
+        skip_serializing_if = "BTreeMap::is_empty",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub labels: BTreeMap<String, String>,
+    #[serde(
+        rename = "Volumes",
+        skip_serializing_if = "BTreeMap::is_empty",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub volumes: BTreeMap<String, serde_json::Value>,
     #[serde(
         rename = "StopSignal",
         skip_serializing_if = "Option::is_none",
@@ -202,6 +228,20 @@ pub struct History {
     pub created_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub comment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub author: Option<String>,
+    /// The entry made no layer (a base's ENV, CMD, … steps).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub empty_layer: Option<bool>,
+}
+
+/// Docker writes `null` for an empty list or map.
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Canonical JSON bytes: sorted keys, compact.

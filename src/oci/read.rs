@@ -49,6 +49,21 @@ pub enum Node {
 }
 
 impl Layout {
+    /// Blobs under `root` (`blobs/sha256/<hex>`) seen through one top
+    /// descriptor, as if `index.json` listed only it (a registry pull's
+    /// store, a base image).
+    pub fn from_blobs(root: &Path, top: Descriptor) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+            index: Index {
+                schema_version: 2,
+                media_type: Some(MEDIA_TYPE_INDEX.into()),
+                manifests: vec![top],
+                annotations: Default::default(),
+            },
+        }
+    }
+
     /// Read `root/index.json`.
     pub fn open(root: &Path) -> Result<Layout> {
         let index_path = root.join("index.json");
@@ -108,12 +123,14 @@ impl Layout {
         let fail = |m: String| Error::msg(format!("read {} {}: {m}", desc.media_type, desc.digest));
         let bytes = self.read_blob(&desc.digest)?;
         match desc.media_type.as_str() {
-            MEDIA_TYPE_INDEX => serde_json::from_slice(&bytes)
+            MEDIA_TYPE_INDEX | super::MEDIA_TYPE_DOCKER_LIST => serde_json::from_slice(&bytes)
                 .map(Node::Index)
                 .map_err(|e| fail(e.to_string())),
-            MEDIA_TYPE_MANIFEST => serde_json::from_slice(&bytes)
-                .map(|m| Node::Manifest(Box::new(m)))
-                .map_err(|e| fail(e.to_string())),
+            MEDIA_TYPE_MANIFEST | super::MEDIA_TYPE_DOCKER_MANIFEST => {
+                serde_json::from_slice(&bytes)
+                    .map(|m| Node::Manifest(Box::new(m)))
+                    .map_err(|e| fail(e.to_string()))
+            }
             other => Err(fail(format!("unsupported media type {other}"))),
         }
     }

@@ -143,6 +143,39 @@ pub struct Plan {
     /// Extended attributes a recipe entry asked to keep, by regular file:
     /// (name, value), sorted by name. Written as PAX `SCHILY.xattr.*`.
     pub xattrs: BTreeMap<ImagePath, Vec<(String, Vec<u8>)>>,
+    /// The base image's filesystem under this plan's layer, if any: paths
+    /// are resolved through its symlinks, and its directories are not
+    /// written again.
+    pub base: Option<std::sync::Arc<dyn Lower>>,
+}
+
+/// What a base image has at a path (the last component not followed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LowerKind {
+    Dir,
+    Symlink(String),
+    /// A regular file or hard link.
+    File,
+    /// A device node or FIFO.
+    Other,
+}
+
+/// The filesystem of the image a build starts from, as the plan and the
+/// planner see it.
+pub trait Lower: Send + Sync + std::fmt::Debug {
+    /// What is at `path`, its parents resolved as they are.
+    fn lower(&self, path: &ImagePath) -> Option<LowerKind>;
+    /// A regular file's bytes (symlinks followed inside the image), for
+    /// files the image merges with its own (`/etc/passwd`).
+    fn read(&self, path: &ImagePath) -> Option<Vec<u8>>;
+    /// The host directory the base's files are unpacked in: a file found
+    /// under it is the base's own.
+    fn root(&self) -> &Path;
+    /// The base as messages name it ("127.0.0.1:5000/debian:12@sha256:…").
+    fn name(&self) -> &str;
+    /// Every entry of the base as a plan item (regular files read from
+    /// under [`Lower::root`]), with owners and modes as the base has them.
+    fn items(&self) -> BTreeMap<ImagePath, Item>;
 }
 
 impl Plan {
@@ -159,7 +192,21 @@ impl Plan {
                 prefix.push('/');
                 prefix.push_str(c);
                 let key = ImagePath::new(&prefix)?;
-                match self.entries.get(&key).map(|e| &e.kind) {
+                let lower_link;
+                let kind = match self.entries.get(&key).map(|e| &e.kind) {
+                    Some(k) => Some(k),
+                    None => match self.base.as_ref().and_then(|b| b.lower(&key)) {
+                        Some(LowerKind::Symlink(t)) => {
+                            lower_link = ItemKind::Symlink { target: t };
+                            Some(&lower_link)
+                        }
+                        Some(LowerKind::File | LowerKind::Other) => {
+                            return Err(format!("{key} is a file of the base, not a directory"));
+                        }
+                        _ => None,
+                    },
+                };
+                match kind {
                     Some(ItemKind::Symlink { target }) => {
                         hops += 1;
                         if hops > sysroot::MAX_SYMLINK_HOPS {
@@ -202,6 +249,7 @@ impl Plan {
         }
         for p in parents.into_iter().rev() {
             match self.entries.get(&p).map(|e| &e.kind) {
+                None if self.lower(&p) == Some(LowerKind::Dir) => {}
                 None => {
                     self.entries.insert(p, Item::dir("parent directory"));
                 }
@@ -210,7 +258,15 @@ impl Plan {
             }
         }
         let Some(old) = self.entries.get_mut(&path) else {
-            self.entries.insert(path, item);
+            // What the base has already, as it is, is not written again.
+            let same = match (&item.kind, self.base.as_ref().and_then(|b| b.lower(&path))) {
+                (ItemKind::Dir, Some(LowerKind::Dir)) => !item.explicit,
+                (ItemKind::Symlink { target }, Some(LowerKind::Symlink(t))) => *target == t,
+                _ => false,
+            };
+            if !same {
+                self.entries.insert(path, item);
+            }
             return Ok(());
         };
         let clash = |old: &Item, detail: &str| {
@@ -256,6 +312,28 @@ impl Plan {
             }
             _ => clash(old, " as different kinds of file"),
         }
+    }
+
+    /// What the base has at `path`, if there is a base.
+    pub fn lower(&self, path: &ImagePath) -> Option<LowerKind> {
+        self.base.as_ref().and_then(|b| b.lower(path))
+    }
+
+    /// Insert an entry the image needs only if the base lacks it (runtime
+    /// files, package metadata): where the base has anything at the path,
+    /// the base's stays.
+    pub fn insert_implied(
+        &mut self,
+        path: &ImagePath,
+        item: Item,
+    ) -> std::result::Result<(), String> {
+        if self.base.is_some() {
+            let at = self.resolve_parents(path)?;
+            if !self.entries.contains_key(&at) && self.lower(&at).is_some() {
+                return Ok(());
+            }
+        }
+        self.insert(path, item)
     }
 
     /// A plan listing what an unpacked tree holds (for explaining an image).

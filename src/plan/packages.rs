@@ -31,7 +31,8 @@ pub fn add(plan: &mut Plan, dbs: &[DpkgDb]) -> Result<()> {
         let at = ImagePath::new(&at).map_err(&fail)?;
         if !plan.entries.contains_key(&at) {
             let why = copyright_why(&package);
-            plan.insert(&at, file_item(src, why)?).map_err(&fail)?;
+            plan.insert_implied(&at, file_item(src, why)?)
+                .map_err(&fail)?;
         }
     }
     add_os_release(plan, dbs)?;
@@ -57,7 +58,7 @@ fn add_os_release(plan: &mut Plan, dbs: &[DpkgDb]) -> Result<()> {
     for candidate in ["etc/os-release", "usr/lib/os-release"] {
         if let Ok(real) = fs::canonicalize(dbs[0].root().join(candidate)) {
             let why = os_release_why(dbs[0].owner(&real).map(|p| p.name.as_str()));
-            plan.insert(&os_release, file_item(real, why)?)
+            plan.insert_implied(&os_release, file_item(real, why)?)
                 .map_err(fail)?;
             break;
         }

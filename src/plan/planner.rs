@@ -41,6 +41,8 @@ struct Laid {
     deps: BTreeMap<(PathBuf, Side, PathBuf), String>,
     /// Recipe items: (destination, item, the entry's label).
     later: Vec<(ImagePath, Item, String)>,
+    /// Runtime files the image needs only where a base lacks them.
+    implied: Vec<(ImagePath, Item, String)>,
     /// Extended attributes of recipe files, by destination.
     xattrs: BTreeMap<ImagePath, Vec<(String, Vec<u8>)>>,
 }
@@ -88,6 +90,12 @@ impl<'a> Planner<'a> {
         &mut self.plan
     }
 
+    /// Build on a base image's filesystem: see [`Plan::base`].
+    pub fn with_base(mut self, base: Option<std::sync::Arc<dyn Lower>>) -> Planner<'a> {
+        self.plan.base = base;
+        self
+    }
+
     /// Name the sysroot (or say why there is none) in messages about it.
     pub fn with_sysroot(mut self, description: String) -> Planner<'a> {
         self.sysroot = description;
@@ -103,11 +111,19 @@ impl<'a> Planner<'a> {
         for entry in &self.recipe.entries {
             self.lay_out(entry, &mut laid)?;
         }
-        self.add_runtime(&mut laid.deps, &mut laid.later)?;
+        self.add_runtime(&mut laid.deps, &mut laid.later, &mut laid.implied)?;
         self.place(laid)?;
         self.add_ld_so_cache()?;
-        crate::loader::symbols::check(self.resolver, &self.closures.borrow())
-            .map_err(|m| Error::msg(format!("check symbol versions for {}: {m}", self.platform)))?;
+        let on_base = match &self.plan.base {
+            Some(b) => format!(" on base {}", b.name()),
+            None => String::new(),
+        };
+        crate::loader::symbols::check(self.resolver, &self.closures.borrow()).map_err(|m| {
+            Error::msg(format!(
+                "check symbol versions for {}{on_base}: {m}",
+                self.platform
+            ))
+        })?;
         Ok((self.plan, self.closures.into_inner()))
     }
 
@@ -286,6 +302,11 @@ impl<'a> Planner<'a> {
                 .insert(&dest, item)
                 .map_err(|m| Error::msg(format!("{label}: place {dest}: {m}")))?;
         }
+        for (dest, item, label) in laid.implied {
+            self.plan
+                .insert_implied(&dest, item)
+                .map_err(|m| Error::msg(format!("{label}: place {dest}: {m}")))?;
+        }
         for (path, found) in laid.xattrs {
             if let Some(ItemKind::File { .. }) = self.plan.entries.get(&path).map(|i| &i.kind) {
                 self.plan.xattrs.insert(path, found);
@@ -438,6 +459,16 @@ impl<'a> Planner<'a> {
             r.real.clone()
         };
         let host = fs.host_path(&r.real);
+        let in_base = self
+            .plan
+            .base
+            .as_ref()
+            .is_some_and(|b| host.starts_with(b.root()));
+        if in_base && !relocated {
+            // The base has it where the loader opens it: used from there.
+            // The symlinks on the way are the base's too.
+            return Ok(());
+        }
         let size = file_size(&host).map_err(fail)?;
         if !relocated {
             for link in &r.links {

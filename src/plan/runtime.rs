@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::loader::closure::Side;
-use crate::plan::{Item, Planner};
-use crate::recipe::{EntryKind, ImagePath, Selection, SrcSpec};
+use crate::plan::{Item, Plan, Planner};
+use crate::recipe::{EntryKind, Group, ImagePath, Selection, SrcSpec, User};
 
 /// Where Debian keeps the CA bundle (and where OpenSSL looks for it).
 pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -28,13 +28,22 @@ fn data(path: &str, bytes: Vec<u8>, why: &str) -> (ImagePath, Item, String) {
 
 impl Planner<'_> {
     /// Add what the recipe's runtime keys ask for.
-    pub(crate) fn add_runtime(&self, deps: &mut Deps, later: &mut Later) -> Result<()> {
+    ///
+    /// On a base, `later` gets what must replace the base's (`/etc/passwd`
+    /// and `/etc/group`, merged with the base's own), `implied` what is
+    /// added only where the base has nothing.
+    pub(crate) fn add_runtime(
+        &self,
+        deps: &mut Deps,
+        later: &mut Later,
+        implied: &mut Later,
+    ) -> Result<()> {
         let rt = &self.recipe.runtime;
         if rt.tmp
             && !self
                 .recipe_has(|k| matches!(k, EntryKind::Dir { dest, .. } if dest.as_str() == "/tmp"))
         {
-            later.push((
+            implied.push((
                 ImagePath::new("/tmp").expect("valid"),
                 Item::dir("tmp = true (the default)")
                     .with_mode(0o1777)
@@ -44,17 +53,7 @@ impl Planner<'_> {
         }
         if let Some((users, groups)) = &rt.users {
             let why = "users";
-            let mut passwd = String::new();
-            for u in users {
-                passwd.push_str(&format!(
-                    "{}:x:{}:{}:{}:{}:{}\n",
-                    u.name, u.uid, u.gid, u.name, u.home, u.shell
-                ));
-            }
-            let mut group = String::new();
-            for g in groups {
-                group.push_str(&format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(",")));
-            }
+            let (passwd, group) = self.users_files(users, groups)?;
             later.push(data("/etc/passwd", passwd.into_bytes(), why));
             later.push(data("/etc/group", group.into_bytes(), why));
             for u in users
@@ -63,7 +62,7 @@ impl Planner<'_> {
             {
                 let home = ImagePath::new(&u.home)
                     .map_err(|m| Error::msg(format!("users: home of {}: {m}", u.name)))?;
-                later.push((
+                implied.push((
                     home,
                     Item::dir(format!("users: home of {}", u.name))
                         .with_mode(0o700)
@@ -83,20 +82,20 @@ impl Planner<'_> {
             let size = std::fs::metadata(&host)
                 .map_err(|e| Error::io("stat", &host, e))?
                 .len();
-            later.push((
+            implied.push((
                 ImagePath::new(CA_BUNDLE).expect("valid"),
                 Item::file(host, size, label).explicit(),
                 label.into(),
             ));
         }
         if let Some(sel) = &rt.tzdata {
-            self.tzdata(sel, deps, later)?;
+            self.tzdata(sel, deps, implied)?;
         }
         if !rt.nss.is_empty() {
-            self.nss(&rt.nss, deps, later)?;
+            self.nss(&rt.nss, deps, implied)?;
         }
         if let Some(sel) = &rt.gconv {
-            self.gconv(sel, deps, later)?;
+            self.gconv(sel, deps, implied)?;
         }
         // Last: glibc dlopens libgcc_s.so.1 for pthread_cancel and unwinding.
         if rt.libgcc_s != Some(false) && self.has_glibc() {
@@ -112,6 +111,78 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// `/etc/passwd` and `/etc/group`: the base's lines as they are (when
+    /// there is a base), then each user and group it lacks. A name the base
+    /// has with other ids is an error: the image would not be what the
+    /// recipe says.
+    fn users_files(&self, users: &[User], groups: &[Group]) -> Result<(String, String)> {
+        let lower = |p: &str| {
+            self.plan_ref()
+                .base
+                .as_ref()
+                .and_then(|b| b.read(&ImagePath::new(p).expect("valid")))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let base_name = self
+            .plan_ref()
+            .base
+            .as_ref()
+            .map(|b| b.name().to_string())
+            .unwrap_or_default();
+        let mut passwd = lower("/etc/passwd").unwrap_or_default();
+        if !passwd.is_empty() && !passwd.ends_with('\n') {
+            passwd.push('\n');
+        }
+        let have: BTreeMap<String, (String, String)> = passwd
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 4).then(|| (f[0].to_string(), (f[2].to_string(), f[3].to_string())))
+            })
+            .collect();
+        for u in users {
+            match have.get(&u.name) {
+                Some((uid, gid)) if *uid == u.uid.to_string() && *gid == u.gid.to_string() => {}
+                Some((uid, gid)) => {
+                    return Err(Error::msg(format!(
+                        "users: add user {} ({}:{}): the base {base_name} has {} as {uid}:{gid} in /etc/passwd",
+                        u.name, u.uid, u.gid, u.name
+                    )))
+                }
+                None => passwd.push_str(&format!(
+                    "{}:x:{}:{}:{}:{}:{}\n",
+                    u.name, u.uid, u.gid, u.name, u.home, u.shell
+                )),
+            }
+        }
+        let mut group = lower("/etc/group").unwrap_or_default();
+        if !group.is_empty() && !group.ends_with('\n') {
+            group.push('\n');
+        }
+        let have: BTreeMap<String, String> = group
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 3).then(|| (f[0].to_string(), f[2].to_string()))
+            })
+            .collect();
+        for g in groups {
+            match have.get(&g.name) {
+                Some(gid) if *gid == g.gid.to_string() => {}
+                Some(gid) => {
+                    return Err(Error::msg(format!(
+                    "users: add group {} ({}): the base {base_name} has {} as {gid} in /etc/group",
+                    g.name, g.gid, g.name
+                )))
+                }
+                None => {
+                    group.push_str(&format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(",")))
+                }
+            }
+        }
+        Ok((passwd, group))
+    }
+
     /// `/etc/ld.so.cache` for the finished plan's libraries.
     pub(crate) fn add_ld_so_cache(&mut self) -> Result<()> {
         let want = match self.recipe.runtime.ld_so_cache {
@@ -122,9 +193,29 @@ impl Planner<'_> {
         if !want || self.plan_ref().entries.contains_key(&at) {
             return Ok(());
         }
+        // On a base, the cache covers the base's libraries too: it replaces
+        // the base's own.
+        let merged;
+        let over = match &self.plan_ref().base {
+            Some(base) => {
+                let mut all = Plan {
+                    entries: base.items(),
+                    ..Default::default()
+                };
+                all.entries.extend(
+                    self.plan_ref()
+                        .entries
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+                merged = all;
+                &merged
+            }
+            None => self.plan_ref(),
+        };
         // Most libraries were parsed for the closures already.
         let bytes = crate::plan::ldcache::generate(
-            self.plan_ref(),
+            over,
             self.toolchain.cache_flags,
             self.toolchain.little_endian,
             |p| self.resolver.parse_host_file(p),
