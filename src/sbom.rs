@@ -101,6 +101,8 @@ pub struct SbomInput<'a> {
     pub digests: crate::digest::Source<'a>,
     /// The facts [`prepare`] gathered for this plan; None: gather them now.
     pub prepared: Option<&'a Prepared>,
+    /// The image this one is built on: its name and manifest digest.
+    pub base: Option<(&'a str, &'a crate::digest::Digest)>,
 }
 
 /// One regular file of the image.
@@ -255,6 +257,59 @@ impl<'a> SpdxDoc<'a> {
             "externalRefs": [purl_ref(&image_purl)],
             "comment": format!("{} image for {}", input.name, input.platform),
         }));
+        if let Some((name, digest)) = input.base {
+            self.add_base(name, digest);
+        }
+    }
+
+    /// The base image, as a package the image descends from (its files
+    /// are the base's and are not listed; a scanner reads the base's own
+    /// package database in the image).
+    fn add_base(&mut self, name: &str, digest: &crate::digest::Digest) {
+        let id = "SPDXRef-Base".to_string();
+        // A registry reference: pkg:oci/NAME@DIGEST?repository_url=HOST/PATH.
+        let registry = name
+            .split_once('/')
+            .filter(|(host, _)| host.contains('.') || host.contains(':') || *host == "localhost");
+        let mut pkg = json!({
+            "SPDXID": id,
+            "name": name,
+            "versionInfo": digest.as_str(),
+            "supplier": NOASSERTION,
+            "downloadLocation": NOASSERTION,
+            "filesAnalyzed": false,
+            "checksums": [{"algorithm": "SHA256", "checksumValue": digest.hex()}],
+            "licenseConcluded": NOASSERTION,
+            "licenseDeclared": NOASSERTION,
+            "copyrightText": NOASSERTION,
+            "primaryPackagePurpose": "CONTAINER",
+            "comment": format!("the base image {name}@{digest}, which this image is built on"),
+        });
+        if let Some((_, path)) = registry {
+            let repo = name.split('@').next().unwrap_or(name);
+            let repo = match repo.rsplit_once(':') {
+                Some((r, tag)) if !tag.contains('/') => r,
+                _ => repo,
+            };
+            let last = path
+                .split(['@', ':'])
+                .next()
+                .unwrap_or(path)
+                .rsplit('/')
+                .next()
+                .unwrap_or(path);
+            let purl = format!(
+                "pkg:oci/{}@{}?repository_url={}",
+                purl_encode(last),
+                purl_encode(digest.as_str()),
+                purl_encode(repo)
+            );
+            pkg["externalRefs"] = json!([purl_ref(&purl)]);
+            pkg["downloadLocation"] = json!(format!("docker://{name}"));
+        }
+        self.packages.push(pkg);
+        self.relationships
+            .insert((IMAGE_SPDX_ID.into(), "DESCENDANT_OF", id));
     }
 
     /// A package for each Debian package that owns a file of the image,
@@ -702,6 +757,15 @@ mod tests {
     use crate::plan::packages::fixture::{plan, root};
 
     fn sbom(plan: &Plan, dbs: &[DpkgDb], digest: &str) -> Result<Vec<u8>> {
+        sbom_on(plan, dbs, digest, None)
+    }
+
+    fn sbom_on(
+        plan: &Plan,
+        dbs: &[DpkgDb],
+        digest: &str,
+        base: Option<(&str, &crate::digest::Digest)>,
+    ) -> Result<Vec<u8>> {
         spdx(&SbomInput {
             name: "test/app",
             tag: "v1",
@@ -712,7 +776,49 @@ mod tests {
             dbs,
             digests: Default::default(),
             prepared: None,
+            base,
         })
+    }
+
+    #[test]
+    fn a_base_is_named_as_what_the_image_descends_from() {
+        let t = root();
+        let (plan, dbs) = (plan(t.path(), false), vec![]);
+        let d = crate::digest::Digest::parse(DIGEST).unwrap();
+        let doc: Value = serde_json::from_slice(
+            &sbom_on(
+                &plan,
+                &dbs,
+                DIGEST,
+                Some(("127.0.0.1:5000/base/debian:12", &d)),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let base = doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["SPDXID"] == "SPDXRef-Base")
+            .expect("a base package");
+        assert_eq!(base["name"], "127.0.0.1:5000/base/debian:12");
+        assert_eq!(base["versionInfo"], DIGEST);
+        let purl = base["externalRefs"][0]["referenceLocator"]
+            .as_str()
+            .unwrap();
+        assert!(
+            purl.starts_with("pkg:oci/debian@sha256%3A0123")
+                && purl.ends_with("repository_url=127.0.0.1%3A5000%2Fbase%2Fdebian"),
+            "{purl}"
+        );
+        assert!(doc["relationships"].as_array().unwrap().iter().any(|r| {
+            r["spdxElementId"] == IMAGE_SPDX_ID
+                && r["relationshipType"] == "DESCENDANT_OF"
+                && r["relatedSpdxElement"] == "SPDXRef-Base"
+        }));
+        // Without a base, no such package.
+        let doc: Value = serde_json::from_slice(&sbom(&plan, &dbs, DIGEST).unwrap()).unwrap();
+        assert!(!doc.to_string().contains("SPDXRef-Base"));
     }
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

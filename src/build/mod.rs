@@ -380,7 +380,16 @@ fn build_platform(
         base.as_ref(),
         layout,
     )?;
-    let sbom = sbom::sbom(recipe, platform, epoch, opts, &planned, &layer, &image)?;
+    let sbom = sbom::sbom(
+        recipe,
+        platform,
+        epoch,
+        opts,
+        &planned,
+        &layer,
+        &image,
+        base.as_ref(),
+    )?;
     layer.commit(opts, layout)?;
     let attached = sbom.store(opts, &layer, platform, epoch, &image, layout)?;
     Ok(BuiltImage {

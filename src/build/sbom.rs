@@ -38,6 +38,7 @@ pub fn sbom(
     planned: &Planned,
     layer: &BuiltLayer,
     image: &Image,
+    base: Option<&crate::base::Base>,
 ) -> Result<Sbom> {
     let digest = &image.descriptor.digest;
     let outside = match &layer.facts {
@@ -71,6 +72,7 @@ pub fn sbom(
             read: layer.read.as_ref(),
         },
         prepared: layer.facts.as_ref(),
+        base: base.map(|b| (b.name.as_str(), &b.digest)),
     })?;
     Ok(Sbom {
         bytes,

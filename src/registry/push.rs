@@ -44,6 +44,10 @@ struct Image {
     /// Artifact manifests about the image's manifests (attached SBOMs),
     /// pushed after it; their blobs are in `blobs`.
     referrers: Vec<(Content, Descriptor)>,
+    /// The registry images its manifests say they are built on
+    /// (`org.opencontainers.image.base.name`): blobs are mounted from them
+    /// when the push goes to the same registry.
+    bases: Vec<Reference>,
 }
 
 fn read_image(layout: &Path) -> Result<Image> {
@@ -78,9 +82,16 @@ fn read_image(layout: &Path) -> Result<Image> {
     };
     // Children before the index that lists them; the top goes last.
     let mut manifests = Vec::new();
+    let mut bases: Vec<Reference> = Vec::new();
     layout.walk(&top, true, &mut |d, node| {
         if let Node::Manifest(m) = node {
             add_blobs(m);
+            let base = m.annotations.get(oci::ANNOTATION_BASE_NAME);
+            if let Some(r) = base.and_then(|b| b.parse::<Reference>().ok()) {
+                if !bases.contains(&r) {
+                    bases.push(r);
+                }
+            }
         }
         if d.digest != top.digest {
             manifests.push(content(d));
@@ -103,6 +114,7 @@ fn read_image(layout: &Path) -> Result<Image> {
         manifests,
         top: content(&top),
         referrers,
+        bases,
     })
 }
 
@@ -123,7 +135,18 @@ pub fn push(layout: &Path, refs: &[Reference], opts: &Options) -> Result<Vec<Pus
     let mut pushed_to: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for ((registry, repository), group) in by_repo {
         let mut client = Client::new(&registry, &repository, opts, Scope::Push)?;
-        let mount_from = pushed_to.get(&registry).and_then(|v| v.first().cloned());
+        // Mount from a repository this run filled, else from the base's
+        // repository on this registry (a blob it lacks is uploaded).
+        let mount_from = pushed_to
+            .get(&registry)
+            .and_then(|v| v.first().cloned())
+            .or_else(|| {
+                image
+                    .bases
+                    .iter()
+                    .find(|b| b.registry == registry && b.repository != repository)
+                    .map(|b| b.repository.clone())
+            });
         let mut report = PushReport {
             reference: String::new(),
             digest: image.top.descriptor.digest.clone(),

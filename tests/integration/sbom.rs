@@ -277,6 +277,7 @@ fn spdx_sbom_validates_and_names_packages_and_modules() {
         dbs: &dbs,
         digests: Default::default(),
         prepared: None,
+        base: None,
     };
     let bytes = sbom::spdx(&input).unwrap();
     assert_eq!(
