@@ -24,6 +24,8 @@ pub struct Image {
     pub descriptor: Descriptor,
     /// The same without the platform: the subject of artifacts about it.
     pub subject: Descriptor,
+    /// The base it is built on: its name and manifest digest.
+    pub base: Option<(String, Digest)>,
 }
 
 /// Write the config and the manifest of `layer`, which holds `files` files,
@@ -87,6 +89,7 @@ pub fn image(
     Ok(Image {
         descriptor,
         subject,
+        base: base.map(|b| (b.name.clone(), b.digest.clone())),
     })
 }
 

@@ -380,16 +380,7 @@ fn build_platform(
         base.as_ref(),
         layout,
     )?;
-    let sbom = sbom::sbom(
-        recipe,
-        platform,
-        epoch,
-        opts,
-        &planned,
-        &layer,
-        &image,
-        base.as_ref(),
-    )?;
+    let sbom = sbom::sbom(recipe, platform, epoch, opts, &planned, &layer, &image)?;
     layer.commit(opts, layout)?;
     let attached = sbom.store(opts, &layer, platform, epoch, &image, layout)?;
     Ok(BuiltImage {

@@ -38,7 +38,6 @@ pub fn sbom(
     planned: &Planned,
     layer: &BuiltLayer,
     image: &Image,
-    base: Option<&crate::base::Base>,
 ) -> Result<Sbom> {
     let digest = &image.descriptor.digest;
     let outside = match &layer.facts {
@@ -72,7 +71,7 @@ pub fn sbom(
             read: layer.read.as_ref(),
         },
         prepared: layer.facts.as_ref(),
-        base: base.map(|b| (b.name.as_str(), &b.digest)),
+        base: image.base.as_ref().map(|(n, d)| (n.as_str(), d)),
     })?;
     Ok(Sbom {
         bytes,
