@@ -160,6 +160,16 @@ pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
     DIRTY.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Forget what is known of files under `prefix` (a temporary tree about to
+/// be removed), so the stat cache does not keep paths that will not come
+/// back.
+pub fn forget_under(prefix: &Path) {
+    memo()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(path, _), _| !path.starts_with(prefix));
+}
+
 /// The digests of the file at `path` (a host path), computed on first use.
 pub fn of(path: &Path) -> Result<Arc<Digests>> {
     let m = std::fs::metadata(path).with_path("stat", path)?;

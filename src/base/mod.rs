@@ -485,6 +485,14 @@ impl Base {
     }
 }
 
+impl Drop for Base {
+    /// The unpacked tree goes with the temporary directory: its files'
+    /// digests are not worth keeping in the stat cache.
+    fn drop(&mut self) {
+        crate::digest::forget_under(self.fs.tree.root());
+    }
+}
+
 /// The OCI media type of a layer's bytes (Docker's names map to the same
 /// bytes); None for what is not an image layer.
 fn oci_layer_type(media_type: &str) -> Option<&'static str> {
