@@ -93,7 +93,9 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
     opts.progress.finish();
     let result = result?;
     for b in &result.bases {
-        let _ = writeln!(err, "base {}: {}@{}", b.source, b.name, b.digest);
+        if !a.quiet {
+            let _ = writeln!(err, "base {}: {}@{}", b.source, b.name, b.digest);
+        }
         if !b.pinned {
             let _ = writeln!(
                 err,

@@ -99,7 +99,12 @@ pub fn write_layout(fetched: &Fetched, output: &Path, tag: &str, all: bool) -> R
         }
     }
     let top_path = src.blob_path(&fetched.top);
-    let untagged = if all && !fetched.manifests.values().any(|d| d.digest == fetched.top) {
+    // The original top, when it is an index of its own (a rootfs tarball's
+    // digest names no blob).
+    let original = all
+        && top_path.is_file()
+        && !fetched.manifests.values().any(|d| d.digest == fetched.top);
+    let untagged = if original {
         let bytes = std::fs::read(&top_path).map_err(|e| Error::io("read", &top_path, e))?;
         let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
