@@ -146,10 +146,12 @@ fn on_base(config: &mut ImageConfigJson, recipe: &Recipe, base: &Base) {
     let ours: Vec<String> = if set.contains("env") {
         std::mem::take(&mut c.env)
     } else {
-        // Only what bareroot adds itself (SSL_CERT_FILE), not the default PATH.
+        // What bareroot adds itself (SSL_CERT_FILE), and the default PATH
+        // only when the base has none (a rootfs tarball has no config).
+        let base_has_path = env.iter().any(|e| e.starts_with("PATH="));
         c.env
             .iter()
-            .filter(|e| !e.starts_with("PATH="))
+            .filter(|e| !(base_has_path && e.starts_with("PATH=")))
             .cloned()
             .collect()
     };
