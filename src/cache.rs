@@ -290,12 +290,28 @@ impl Cache {
             total += size;
             entries.push((used, size, dir));
         }
+        // Pulled base blobs and rootfs layers (`base::fetch`), by when a
+        // build last used them.
+        let blobs = self.root.join("blobs/sha256");
+        for e in fs::read_dir(&blobs).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if !m.is_file() {
+                continue;
+            }
+            let used = m.modified().unwrap_or(std::time::UNIX_EPOCH);
+            total += m.len();
+            entries.push((used, m.len(), e.path()));
+        }
         entries.sort();
-        for (_, size, dir) in entries {
+        for (_, size, path) in entries {
             if total <= self.max_bytes {
                 break;
             }
-            let _ = fs::remove_dir_all(&dir);
+            let _ = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
             total = total.saturating_sub(size);
         }
         Ok(())

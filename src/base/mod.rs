@@ -63,6 +63,14 @@ pub struct Fetched {
 }
 
 impl Fetched {
+    /// Are the blobs in the cache (so using them marks them used)?
+    fn in_cache(&self) -> bool {
+        self._tmp.is_none()
+            && matches!(self.source, Source::Registry(_) | Source::Rootfs { .. })
+    }
+}
+
+impl Fetched {
     /// The platforms fetched, as names.
     pub fn platforms(&self) -> Vec<String> {
         self.manifests.keys().map(|p| p.to_string()).collect()
@@ -426,13 +434,20 @@ impl Base {
                     ctx()
                 )));
             }
+            // Mark the blob used, for the cache's trimming.
+            let blob = layout.blob_path(&l.digest);
+            if fetched.in_cache() {
+                if let Ok(f) = std::fs::File::options().append(true).open(&blob) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
+            }
             layers.push(BaseLayer {
                 descriptor: Descriptor {
                     media_type: media_type.to_string(),
                     ..Descriptor::of(media_type, l.digest.clone(), l.size)
                 },
                 diff_id: diff_id.clone(),
-                blob: layout.blob_path(&l.digest),
+                blob,
             });
         }
         let mut removed = Vec::new();
