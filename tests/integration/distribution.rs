@@ -36,9 +36,9 @@ const PLATFORMS: [(&str, &str); 5] = [
     ("linux/386", "i386-linux-gnu"),
 ];
 
-const USER: &str = "builder";
+pub(crate) const USER: &str = "builder";
 /// Must never appear in anything bareroot prints.
-const PASSWORD: &str = "Pw-9f3c-never-printed";
+pub(crate) const PASSWORD: &str = "Pw-9f3c-never-printed";
 
 // ---------------------------------------------------------------- fixtures
 
@@ -73,12 +73,12 @@ fn build_once(cell: &'static OnceLock<Built>, file: &str, name: &str) -> &'stati
     support::build_once(cell, layouts_dir(), &recipe(file), name)
 }
 
-fn shell() -> &'static Built {
+pub(crate) fn shell() -> &'static Built {
     static B: OnceLock<Built> = OnceLock::new();
     build_once(&B, "shell.toml", "shell")
 }
 
-fn multiarch() -> &'static Built {
+pub(crate) fn multiarch() -> &'static Built {
     require_multiarch_programs();
     static B: OnceLock<Built> = OnceLock::new();
     build_once(&B, "multiarch.toml", "multiarch")
@@ -101,7 +101,7 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Every config and layer blob of a layout's image, with its size.
-fn layout_blobs(layout: &Path) -> BTreeMap<String, u64> {
+pub(crate) fn layout_blobs(layout: &Path) -> BTreeMap<String, u64> {
     let index = read_json(&layout.join("index.json"));
     let mut blobs = BTreeMap::new();
     let mut todo = vec![index["manifests"][0]["digest"]
@@ -143,7 +143,7 @@ fn tar_files(path: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-fn assert_success(o: &Output, what: &str, extra: &str) {
+pub(crate) fn assert_success(o: &Output, what: &str, extra: &str) {
     assert!(
         o.status.success(),
         "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}{extra}",
@@ -154,7 +154,7 @@ fn assert_success(o: &Output, what: &str, extra: &str) {
 }
 
 /// A failure as the CLI must report it: exit 2, one `bareroot: ` line.
-fn assert_one_line_failure(o: &Output, what: &str) -> String {
+pub(crate) fn assert_one_line_failure(o: &Output, what: &str) -> String {
     let err = stderr(o);
     assert_eq!(
         o.status.code(),
@@ -224,7 +224,7 @@ fn parse_pushed(stderr: &str) -> Vec<Pushed> {
 
 /// Credentials only from what the test provides: no REGISTRY_AUTH_FILE, and
 /// empty XDG_RUNTIME_DIR, DOCKER_CONFIG and HOME under `home`.
-fn isolate(cmd: &mut Command, home: &Path) {
+pub(crate) fn isolate(cmd: &mut Command, home: &Path) {
     for d in ["run", "docker"] {
         fs::create_dir_all(home.join(d)).unwrap();
     }
@@ -235,12 +235,12 @@ fn isolate(cmd: &mut Command, home: &Path) {
 }
 
 /// `{"auths":{"HOST":{"auth":"base64(user:password)"}}}`.
-fn auth_json(host: &str, password: &str) -> String {
+pub(crate) fn auth_json(host: &str, password: &str) -> String {
     let b = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
     serde_json::json!({"auths": {host: {"auth": b}}}).to_string()
 }
 
-fn basic(password: &str) -> String {
+pub(crate) fn basic(password: &str) -> String {
     let b = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
     format!("Basic {b}")
 }
@@ -307,7 +307,7 @@ fn query_param(query: &str, key: &str) -> Option<String> {
 }
 
 /// A port nothing listens on (bound, then released).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind 127.0.0.1:0")
         .local_addr()
@@ -381,7 +381,11 @@ fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
 
 /// `GET path` on a fresh connection: status and body; None if nothing
 /// answers.
-fn http_get(port: u16, path: &str, authorization: Option<&str>) -> Option<(u16, String)> {
+pub(crate) fn http_get(
+    port: u16,
+    path: &str,
+    authorization: Option<&str>,
+) -> Option<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -407,17 +411,17 @@ fn http_get(port: u16, path: &str, authorization: Option<&str>) -> Option<(u16, 
 // ---------------------------------------------------------------- registry
 
 /// Debian's docker-registry on a free loopback port, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+pub(crate) struct Registry {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) log: PathBuf,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 impl Registry {
     /// An anonymous registry shared by the tests running at the same time
     /// (each uses its own repositories).
-    fn shared() -> Arc<Registry> {
+    pub(crate) fn shared() -> Arc<Registry> {
         static SHARED: Mutex<Weak<Registry>> = Mutex::new(Weak::new());
         let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = slot.upgrade() {
@@ -429,7 +433,7 @@ impl Registry {
     }
 
     /// With `htpasswd`, every request needs HTTP basic credentials.
-    fn start(htpasswd: Option<&Path>) -> Registry {
+    pub(crate) fn start(htpasswd: Option<&Path>) -> Registry {
         let exe = require("docker-registry", "docker-registry");
         let dir = tempdir();
         let port = free_port();
@@ -448,7 +452,15 @@ impl Registry {
         fs::write(&config_file, config).unwrap();
         let log = dir.path().join("registry.log");
         let out = fs::File::create(&log).unwrap();
-        let child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        // docker-registry reads REGISTRY_* as configuration (the pull tests
+        // set REGISTRY_AUTH_FILE for themselves).
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("REGISTRY_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
             .arg("serve")
             .arg(&config_file)
             .stdin(Stdio::null())
@@ -478,11 +490,11 @@ impl Registry {
         reg
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
@@ -501,7 +513,7 @@ impl Drop for Registry {
 
 /// What the proxy does instead of forwarding a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     /// Answer 500 (the request is not forwarded).
     Status500,
     /// Read half the body, then close the connection; with `forward`, that
@@ -509,20 +521,26 @@ enum Fault {
     Drop { forward: bool },
     /// An nginx-style HTML 413 page.
     Html413,
+    /// Forward, then flip the last byte of the body.
+    Corrupt,
+    /// Forward, then serve the body as a Docker schema1 manifest.
+    Schema1,
+    /// A 200 with a 5 MiB body as an OCI manifest.
+    Oversized,
 }
 
 /// Inject `fault` once, into the first request matching after `skip` others.
-struct Trigger {
-    method: &'static str,
-    path_has: &'static str,
-    min_len: usize,
-    skip: usize,
-    fault: Fault,
-    fired: bool,
+pub(crate) struct Trigger {
+    pub(crate) method: &'static str,
+    pub(crate) path_has: &'static str,
+    pub(crate) min_len: usize,
+    pub(crate) skip: usize,
+    pub(crate) fault: Fault,
+    pub(crate) fired: bool,
 }
 
 impl Trigger {
-    fn new(method: &'static str, path_has: &'static str, fault: Fault) -> Trigger {
+    pub(crate) fn new(method: &'static str, path_has: &'static str, fault: Fault) -> Trigger {
         Trigger {
             method,
             path_has,
@@ -536,50 +554,57 @@ impl Trigger {
 
 /// One request the proxy received.
 #[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    authorization: Option<String>,
-    content_length: Option<usize>,
-    content_range: Option<String>,
-    chunked: bool,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
+    pub(crate) authorization: Option<String>,
+    pub(crate) content_length: Option<usize>,
+    pub(crate) content_range: Option<String>,
+    pub(crate) chunked: bool,
     /// Body bytes passed on to the registry.
-    forwarded: usize,
+    pub(crate) forwarded: usize,
     /// What the client was answered; 0 when the connection was dropped.
-    status: u16,
-    fault: Option<Fault>,
+    pub(crate) status: u16,
+    pub(crate) fault: Option<Fault>,
 }
 
 #[derive(Default)]
-struct ProxyState {
-    upstream: u16,
+pub(crate) struct ProxyState {
+    pub(crate) upstream: u16,
     /// Demand `Authorization: Bearer <token from /token>`.
-    bearer: bool,
+    pub(crate) bearer: bool,
     /// A token is refused after authorizing this many requests.
-    token_uses: Option<usize>,
+    pub(crate) token_uses: Option<usize>,
     /// The Authorization /token requires.
-    token_basic: Option<String>,
+    pub(crate) token_basic: Option<String>,
     /// Answer `?mount=` POSTs with a plain upload session (202).
-    refuse_mounts: bool,
+    pub(crate) refuse_mounts: bool,
     /// Demand this `Authorization` (a `Basic` challenge otherwise).
-    basic: Option<String>,
+    pub(crate) basic: Option<String>,
     /// The host:port the registry's Locations are rewritten to; the
     /// proxy's own when None.
-    location_to: Option<String>,
-    triggers: Vec<Trigger>,
-    token: Option<String>,
-    token_used: usize,
-    tokens: Vec<String>,
+    pub(crate) location_to: Option<String>,
+    /// Answer blob GETs with a 307 to this host:port (a storage host).
+    pub(crate) redirect_blobs: Option<String>,
+    /// Bearer challenges name no scope: the client picks it.
+    pub(crate) no_scope: bool,
+    /// The scope of every token request.
+    pub(crate) scopes: Vec<String>,
+    pub(crate) triggers: Vec<Trigger>,
+    pub(crate) token: Option<String>,
+    pub(crate) token_used: usize,
+    pub(crate) tokens: Vec<String>,
     /// Requests refused because they carried a used-up token.
-    expired: usize,
-    log: Vec<Seen>,
+    pub(crate) expired: usize,
+    pub(crate) log: Vec<Seen>,
 }
 
 enum Action {
     Token(String),
     TokenRefused,
     BasicChallenge,
+    Redirect(String),
     Challenge(String),
     Fault(Fault),
     Forward { strip_query: bool },
@@ -595,6 +620,8 @@ impl ProxyState {
         query: &str,
     ) -> Action {
         if path == "/token" {
+            self.scopes
+                .push(query_param(query, "scope").unwrap_or_default());
             if let Some(b) = &self.token_basic {
                 if authorization != Some(b.as_str()) {
                     return Action::TokenRefused;
@@ -631,6 +658,16 @@ impl ProxyState {
             }
             self.token_used += 1;
         }
+        if let Some(to) = &self.redirect_blobs {
+            if method == "GET" && path.contains("/blobs/") && !path.contains("/uploads/") {
+                let q = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
+                return Action::Redirect(format!("http://{to}{path}{q}"));
+            }
+        }
         for t in &mut self.triggers {
             if t.fired || t.method != method || !path.contains(t.path_has) || len < t.min_len {
                 continue;
@@ -649,7 +686,7 @@ impl ProxyState {
 }
 
 /// An HTTP/1.1 proxy in front of a registry: one request per connection.
-struct Proxy {
+pub(crate) struct Proxy {
     ip: [u8; 4],
     port: u16,
     state: Arc<Mutex<ProxyState>>,
@@ -658,13 +695,13 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(upstream: u16) -> Proxy {
+    pub(crate) fn start(upstream: u16) -> Proxy {
         Proxy::start_on([127, 0, 0, 1], upstream)
     }
 
     /// On another loopback address (127.0.0.2: another host, as far as
     /// credentials go).
-    fn start_on(ip: [u8; 4], upstream: u16) -> Proxy {
+    pub(crate) fn start_on(ip: [u8; 4], upstream: u16) -> Proxy {
         let listener = TcpListener::bind(SocketAddr::from((ip, 0)))
             .unwrap_or_else(|e| panic!("bind {ip:?}: {e}"));
         let port = listener.local_addr().unwrap().port();
@@ -700,16 +737,16 @@ impl Proxy {
         }
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("{}:{}", std::net::Ipv4Addr::from(self.ip), self.port)
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut ProxyState) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut ProxyState) -> R) -> R {
         f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The requests seen since the last call.
-    fn take_log(&self) -> Vec<Seen> {
+    pub(crate) fn take_log(&self) -> Vec<Seen> {
         self.with(|s| std::mem::take(&mut s.log))
     }
 }
@@ -864,11 +901,11 @@ fn serve(client: TcpStream, state: &Mutex<ProxyState>, own: &str) -> io::Result<
         fault: None,
     };
     let len = content_length.unwrap_or(0);
-    let (upstream, action, location_to) = {
+    let (upstream, action, location_to, no_scope) = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         let a = s.decide(&method, &path, authorization.as_deref(), len, &query);
         let to = s.location_to.clone().unwrap_or_else(|| own.to_string());
-        (s.upstream, a, to)
+        (s.upstream, a, to, s.no_scope)
     };
     let read_body = |r: &mut BufReader<TcpStream>| -> io::Result<Vec<u8>> {
         if chunked {
@@ -899,6 +936,18 @@ fn serve(client: TcpStream, state: &Mutex<ProxyState>, own: &str) -> io::Result<
             )?;
             seen.status = 401;
         }
+        Action::Redirect(to) => {
+            read_body(&mut r)?;
+            respond(
+                &mut out,
+                307,
+                "Temporary Redirect",
+                &[("Location", to)],
+                b"",
+                head,
+            )?;
+            seen.status = 307;
+        }
         Action::BasicChallenge => {
             read_body(&mut r)?;
             let body =
@@ -916,9 +965,13 @@ fn serve(client: TcpStream, state: &Mutex<ProxyState>, own: &str) -> io::Result<
         }
         Action::Challenge(repo) => {
             read_body(&mut r)?;
-            let challenge = format!(
-                r#"Bearer realm="http://{own}/token",service="test",scope="repository:{repo}:pull,push""#
-            );
+            let challenge = if no_scope {
+                format!(r#"Bearer realm="http://{own}/token",service="test""#)
+            } else {
+                format!(
+                    r#"Bearer realm="http://{own}/token",service="test",scope="repository:{repo}:pull,push""#
+                )
+            };
             let body =
                 r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
             respond(
@@ -962,6 +1015,43 @@ fn serve(client: TcpStream, state: &Mutex<ProxyState>, own: &str) -> io::Result<
                         head,
                     )?;
                     seen.status = 413;
+                }
+                Fault::Corrupt | Fault::Schema1 => {
+                    let body = read_body(&mut r)?;
+                    let up_head = upstream_head(&method, &target, &headers, upstream, body.len());
+                    let (status, mut response) = forward(upstream, &location_to, &up_head, &body)?;
+                    if f == Fault::Corrupt {
+                        if let Some(last) = response.last_mut() {
+                            *last ^= 1;
+                        }
+                    } else {
+                        let text = String::from_utf8_lossy(&response).into_owned();
+                        let schema1 = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+                        let changed: Vec<String> = text
+                            .split("\r\n")
+                            .map(|l| {
+                                if l.to_ascii_lowercase().starts_with("content-type:") {
+                                    format!("Content-Type: {schema1}")
+                                } else {
+                                    l.to_string()
+                                }
+                            })
+                            .collect();
+                        response = changed.join("\r\n").into_bytes();
+                    }
+                    out.write_all(&response)?;
+                    out.flush()?;
+                    seen.status = status;
+                }
+                Fault::Oversized => {
+                    read_body(&mut r)?;
+                    let body = vec![b' '; 5 << 20];
+                    let oci = (
+                        "Content-Type",
+                        "application/vnd.oci.image.manifest.v1+json".to_string(),
+                    );
+                    let _ = respond(&mut out, 200, "OK", &[oci], &body, head);
+                    seen.status = 200;
                 }
                 Fault::Drop { forward } => {
                     let mut part = vec![0; len / 2];
@@ -1025,7 +1115,7 @@ fn completed_uploads(log: &[Seen]) -> BTreeMap<String, usize> {
     done
 }
 
-fn describe(log: &[Seen]) -> String {
+pub(crate) fn describe(log: &[Seen]) -> String {
     let mut s = String::from("\nproxy log:\n");
     for e in log {
         s.push_str(&format!(

@@ -16,6 +16,7 @@ mod hardening;
 mod layers;
 mod multiarch;
 mod oracle;
+mod pull;
 mod regressions;
 mod repro;
 mod resolver;
