@@ -398,11 +398,9 @@ impl<'o> Client<'o> {
                     redact(&next)
                 ));
             }
-            // 303, and 301/302 after anything but GET or HEAD, turn the
+            // 301, 302 and 303 after anything but GET or HEAD turn the
             // request into a GET without a body (as browsers and curl do).
-            if status == 303
-                || (matches!(status, 301 | 302) && !matches!(method.as_str(), "GET" | "HEAD"))
-            {
+            if (301..=303).contains(&status) && !matches!(method.as_str(), "GET" | "HEAD") {
                 method = "GET".into();
                 body = Body::Empty;
                 headers.clear();
