@@ -65,8 +65,7 @@ pub struct Fetched {
 impl Fetched {
     /// Are the blobs in the cache (so using them marks them used)?
     fn in_cache(&self) -> bool {
-        self._tmp.is_none()
-            && matches!(self.source, Source::Registry(_) | Source::Rootfs { .. })
+        self._tmp.is_none() && matches!(self.source, Source::Registry(_) | Source::Rootfs { .. })
     }
 }
 
@@ -109,9 +108,8 @@ pub fn write_layout(fetched: &Fetched, output: &Path, tag: &str, all: bool) -> R
     let top_path = src.blob_path(&fetched.top);
     // The original top, when it is an index of its own (a rootfs tarball's
     // digest names no blob).
-    let original = all
-        && top_path.is_file()
-        && !fetched.manifests.values().any(|d| d.digest == fetched.top);
+    let original =
+        all && top_path.is_file() && !fetched.manifests.values().any(|d| d.digest == fetched.top);
     let untagged = if original {
         let bytes = std::fs::read(&top_path).map_err(|e| Error::io("read", &top_path, e))?;
         let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)

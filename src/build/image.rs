@@ -3,7 +3,7 @@
 //! annotations say what made the bytes (bareroot's version, the
 //! compressor), for whoever wonders why a digest changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ANNOTATION_COMPRESSION, ANNOTATION_VERSION};
 use crate::base::Base;
@@ -119,9 +119,12 @@ fn on_base(config: &mut ImageConfigJson, recipe: &Recipe, base: &Base) {
     if !base.inherit_config {
         return;
     }
-    let set = &recipe.config.set;
-    let b = &base.config.config;
-    let c = &mut config.config;
+    inherit(&mut config.config, &base.config.config, &recipe.config.set);
+}
+
+/// The base's runtime config `b` under ours `c`: each key in `set` (the
+/// `[config]` keys the recipe set) keeps ours.
+fn inherit(c: &mut RuntimeConfig, b: &RuntimeConfig, set: &BTreeSet<&'static str>) {
     // Scalars and lists: the recipe's when it sets them, else the base's.
     // Setting an entrypoint drops the base's cmd, as a Dockerfile's
     // ENTRYPOINT does (the cmd was the base entrypoint's arguments).
@@ -225,5 +228,74 @@ fn config(
             author: None,
             empty_layer: None,
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RuntimeConfig {
+        RuntimeConfig {
+            env: vec!["PATH=/base/bin".into(), "LANG=C.UTF-8".into()],
+            entrypoint: Some(vec!["/bin/base".into()]),
+            cmd: Some(vec!["--serve".into()]),
+            working_dir: Some("/srv".into()),
+            user: Some("1000".into()),
+            labels: BTreeMap::from([("a".into(), "base".into()), ("b".into(), "base".into())]),
+            volumes: BTreeMap::from([("/data".into(), serde_json::json!({}))]),
+            stop_signal: Some("SIGINT".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_recipe_s_keys_win_and_the_rest_is_the_base_s() {
+        // Nothing set: everything is the base's; our default PATH yields
+        // to the base's, SSL_CERT_FILE stays.
+        let mut c = RuntimeConfig {
+            env: vec!["PATH=/usr/bin".into(), "SSL_CERT_FILE=/x".into()],
+            ..Default::default()
+        };
+        inherit(&mut c, &base(), &BTreeSet::new());
+        assert_eq!(
+            c.env,
+            ["PATH=/base/bin", "LANG=C.UTF-8", "SSL_CERT_FILE=/x"]
+        );
+        assert_eq!(c.cmd.as_deref(), Some(&["--serve".to_string()][..]));
+        assert_eq!(c.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(c.user.as_deref(), Some("1000"));
+        assert_eq!(c.stop_signal.as_deref(), Some("SIGINT"));
+        assert!(c.volumes.contains_key("/data"));
+
+        // An entrypoint of ours drops the base's cmd; env and labels merge
+        // by name, ours winning.
+        let mut c = RuntimeConfig {
+            entrypoint: Some(vec!["/usr/bin/jq".into()]),
+            env: vec!["LANG=de_DE.UTF-8".into(), "FOO=1".into()],
+            labels: BTreeMap::from([("a".into(), "ours".into())]),
+            ..Default::default()
+        };
+        inherit(
+            &mut c,
+            &base(),
+            &BTreeSet::from(["entrypoint", "env", "labels"]),
+        );
+        assert_eq!(
+            c.entrypoint.as_deref(),
+            Some(&["/usr/bin/jq".to_string()][..])
+        );
+        assert_eq!(c.cmd, None);
+        assert_eq!(c.env, ["PATH=/base/bin", "LANG=de_DE.UTF-8", "FOO=1"]);
+        assert_eq!(c.labels["a"], "ours");
+        assert_eq!(c.labels["b"], "base");
+
+        // A base without PATH (a rootfs tarball) leaves ours.
+        let mut c = RuntimeConfig {
+            env: vec!["PATH=/usr/bin".into()],
+            ..Default::default()
+        };
+        inherit(&mut c, &RuntimeConfig::default(), &BTreeSet::new());
+        assert_eq!(c.env, ["PATH=/usr/bin"]);
     }
 }
