@@ -400,6 +400,9 @@ fn why_text(a: &WhyArgs) -> Result<String> {
     let opts = BuildOptions {
         sysroots: parse_sysroots(&a.sysroot)?,
         toolchains,
+        base: a.base.clone(),
+        // Where a pulled base is kept.
+        cache: crate::cache::Cache::from_env(),
         ..Default::default()
     };
     let p = match platform {
@@ -416,7 +419,8 @@ fn why_text(a: &WhyArgs) -> Result<String> {
         &toolchains,
         base.as_ref(),
         |planned, closures, resolver| {
-            crate::sink::why::explain(&planned.plan, closures, resolver, &a.path)
+            let lower = base.as_ref().map(|b| b.lower());
+            crate::sink::why::explain(&planned.plan, closures, resolver, &a.path, lower.as_deref())
         },
     )
 }

@@ -101,6 +101,10 @@ pub struct WhyArgs {
     /// Use DIR as the sysroot for PLATFORM (recipes only; repeatable).
     #[arg(long, value_name = "PLATFORM=DIR")]
     pub sysroot: Vec<String>,
+    /// Build on this image instead of the recipe's `[base] image`
+    /// (recipes only; as `build --base`).
+    #[arg(long, value_name = "SOURCE")]
+    pub base: Option<String>,
     /// Add toolchain files (a .toml file or a directory of them).
     #[arg(long, value_name = "PATH")]
     pub toolchains: Vec<PathBuf>,

@@ -12,7 +12,7 @@ use crate::loader::Loader;
 use crate::oci::apply::{EntryKind, Tree};
 use crate::oci::{FoundImage, Layout};
 use crate::plan::packages;
-use crate::plan::{Item, ItemKind, Plan};
+use crate::plan::{Item, ItemKind, Lower, Plan};
 use crate::platform::Platform;
 use crate::recipe::ImagePath;
 use crate::toolchain::Toolchains;
@@ -23,10 +23,14 @@ pub fn explain(
     closures: &[Checked],
     resolver: &Resolver,
     target: &str,
+    base: Option<&dyn Lower>,
 ) -> Result<String> {
     let path = ImagePath::new(target).map_err(Error::msg)?;
     let Some(item) = plan.entries.get(&path) else {
-        return Err(Error::msg("not in the image"));
+        return match base.filter(|b| b.lower(&path).is_some() || b.read(&path).is_some()) {
+            Some(b) => Ok(from_base(closures, resolver, &path, b)),
+            None => Err(Error::msg("not in the image")),
+        };
     };
     let kind = match &item.kind {
         ItemKind::Dir => "directory",
@@ -54,6 +58,43 @@ pub fn explain(
         out.push_str(&format!("  {}\n", item.why));
     }
     Ok(out)
+}
+
+/// A path the base has: named as the base's, with the closures that use
+/// it from there.
+fn from_base(
+    closures: &[Checked],
+    resolver: &Resolver,
+    path: &ImagePath,
+    base: &dyn Lower,
+) -> String {
+    let mut out = format!("{path} is in the image from the base {}", base.name());
+    let mut users = String::new();
+    for c in closures {
+        for dep in c.closure.interpreter.iter().chain(&c.closure.libraries) {
+            if places(resolver, dep, path.as_path()) {
+                users.push_str(&format!(
+                    "  {}
+",
+                    c.label
+                ));
+                for step in chain(c, dep) {
+                    users.push_str(&format!(
+                        "    {step}
+"
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    if users.is_empty() {
+        out.push('\n');
+    } else {
+        out.push_str(", and is used from there by:\n");
+        out.push_str(&users);
+    }
+    out
 }
 
 /// Does the image entry `target` come from placing `dep` (its file, or a
@@ -133,7 +174,7 @@ pub fn explain_image(
         "placed by the recipe; no program in the image loads it",
     );
     name_package_files(&mut plan, &rootfs);
-    explain(&plan, &closures, &resolver, target)
+    explain(&plan, &closures, &resolver, target, None)
 }
 
 /// A plan listing what an applied image holds, with the layers' own kinds,
