@@ -19,7 +19,7 @@ use crate::oci::{self, Descriptor, History, ImageConfigJson, Manifest, RootFs};
 use crate::platform::Platform;
 
 /// Bumped when the conversion's bytes change.
-const FORMAT: &str = "bareroot-rootfs-layer-1";
+const FORMAT: &str = "bareroot-rootfs-layer-2";
 
 /// A tarball made into a layer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -147,14 +147,18 @@ fn convert<R: Read, W: Write>(input: R, out: W) -> std::result::Result<(), Strin
         if let Some(g) = h.groupname().ok().flatten() {
             let _ = header.set_groupname(g);
         }
-        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
-            header
-                .set_device_major(h.device_major().ok().flatten().unwrap_or(0))
-                .map_err(|e| e.to_string())?;
-            header
-                .set_device_minor(h.device_minor().ok().flatten().unwrap_or(0))
-                .map_err(|e| e.to_string())?;
-        }
+        let (major, minor) = if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            (
+                h.device_major().ok().flatten().unwrap_or(0),
+                h.device_minor().ok().flatten().unwrap_or(0),
+            )
+        } else {
+            (0, 0)
+        };
+        header
+            .set_device_major(major)
+            .and_then(|_| header.set_device_minor(minor))
+            .map_err(|e| e.to_string())?;
         let xattrs: Vec<(String, Vec<u8>)> = match entry.pax_extensions() {
             Ok(Some(exts)) => exts
                 .filter_map(|e| e.ok())
@@ -270,4 +274,115 @@ pub fn image(made: &Made, file: &Path, platform: &Platform, store: &Path) -> Res
         platform: Some(platform.into()),
         ..d
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tarball with `./` names, a device, a hard link, a long name and
+    /// an xattr, as mmdebstrap or an Alpine minirootfs writes them.
+    fn header() -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        h
+    }
+
+    fn tarball(extra: Option<&str>) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut dir = header();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(0o755);
+        dir.set_mtime(5);
+        b.append_data(&mut dir.clone(), "./", io::empty()).unwrap();
+        b.append_data(&mut dir, "./etc/", io::empty()).unwrap();
+        let mut f = header();
+        f.set_mode(0o640);
+        f.set_uid(0);
+        f.set_gid(42);
+        f.set_mtime(7);
+        f.set_size(3);
+        b.append_pax_extensions([("SCHILY.xattr.user.k", &b"v"[..])])
+            .unwrap();
+        b.append_data(&mut f.clone(), "./etc/shadow", &b"abc"[..])
+            .unwrap();
+        let long = format!("./etc/{}", "x".repeat(150));
+        b.append_data(&mut f, &long, &b"abc"[..]).unwrap();
+        let mut l = header();
+        l.set_entry_type(tar::EntryType::Link);
+        l.set_size(0);
+        b.append_link(&mut l, "./etc/gshadow", "./etc/shadow")
+            .unwrap();
+        let mut c = header();
+        c.set_entry_type(tar::EntryType::Char);
+        c.set_mode(0o666);
+        c.set_device_major(1).unwrap();
+        c.set_device_minor(3).unwrap();
+        c.set_size(0);
+        b.append_data(&mut c, "./dev/null", io::empty()).unwrap();
+        if let Some(name) = extra {
+            let mut h = header();
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_cksum();
+            b.append(&h, io::empty()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn entries_keep_their_metadata_in_order_under_clean_names() {
+        let mut out = Vec::new();
+        convert(&tarball(None)[..], &mut out).unwrap();
+        let mut again = Vec::new();
+        convert(&tarball(None)[..], &mut again).unwrap();
+        assert_eq!(out, again, "same tarball, same bytes");
+        let mut a = tar::Archive::new(&out[..]);
+        let mut seen = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let h = e.header().clone();
+            let xattr = e
+                .pax_extensions()
+                .unwrap()
+                .map(|x| {
+                    x.filter_map(|x| x.ok())
+                        .map(|x| x.key().unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            seen.push((
+                String::from_utf8_lossy(&e.path_bytes()).into_owned(),
+                h.entry_type(),
+                h.mode().unwrap(),
+                h.gid().unwrap(),
+                h.mtime().unwrap(),
+                h.device_minor().unwrap(),
+                xattr,
+            ));
+        }
+        let names: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(names[0], "etc/");
+        assert_eq!(names[1], "etc/shadow");
+        assert!(
+            names[2].starts_with("etc/xxx") && names[2].len() == 154,
+            "{}",
+            names[2]
+        );
+        assert_eq!(names[3..], ["etc/gshadow", "dev/null"]);
+        assert_eq!(seen[1].2 & 0o7777, 0o640);
+        assert_eq!((seen[1].3, seen[1].4), (42, 7));
+        assert_eq!(seen[1].6, ["SCHILY.xattr.user.k"]);
+        assert_eq!(seen[3].1, tar::EntryType::Link);
+        assert_eq!((seen[4].1, seen[4].5), (tar::EntryType::Char, Some(3)));
+    }
+
+    #[test]
+    fn a_name_that_leaves_the_root_is_refused() {
+        let e = convert(&tarball(Some("./etc/../../escape"))[..], &mut Vec::new()).unwrap_err();
+        assert!(e.contains("leaves the root") && e.contains("escape"), "{e}");
+    }
 }
