@@ -38,7 +38,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run an image's entrypoint in its own rootfs, without a container engine.
     ///
-    /// The layer is unpacked to a temporary directory and the program runs
+    /// The layers are applied in order (whiteouts honoured, nothing outside
+    /// the rootfs) in a temporary directory and the program runs
     /// chrooted in it (in a new user namespace when not root); a foreign
     /// platform's program runs under the toolchain's qemu-user binary inside
     /// the rootfs, so nothing is taken from the host. The exit code and
