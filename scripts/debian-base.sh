@@ -37,10 +37,12 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1686355200}
 
 host_arch=$(dpkg --print-architecture)
 if [ "$arch" = "$host_arch" ]; then
-  variant=(--variant=minbase)
+  variant=(--variant=minbase); hook=--customize-hook
 else
   variant=(--variant=extract --include=libc6,libgcc-s1,base-files
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
+  # The extract variant runs no customize hooks.
+  hook=--extract-hook
 fi
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 mkdir -p "$(dirname "$out")"
@@ -49,8 +51,8 @@ rm -f "$partial"
 trap 'rm -f "$partial"' EXIT
 $SUDO env SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" mmdebstrap --quiet --mode=root --format=tar \
   --architectures="$arch" "${variant[@]}" \
-  --customize-hook='echo debian > "$1/etc/hostname"' \
-  --customize-hook='printf "nameserver 127.0.0.1\n" > "$1/etc/resolv.conf"' \
+  "$hook"='echo debian > "$1/etc/hostname"' \
+  "$hook"='echo nameserver 127.0.0.1 > "$1/etc/resolv.conf"' \
   "$suite" "$partial" ${MIRROR:+"$MIRROR"}
 [ "$(id -u)" -eq 0 ] || $SUDO chown "$(id -u):$(id -g)" "$partial"
 mv "$partial" "$out"

@@ -582,6 +582,27 @@ impl ImagePath {
         (i > 0).then(|| ImagePath(self.0[..i].to_string()))
     }
 
+    /// The whiteout entry that deletes this path from the layers below
+    /// (`DIR/.wh.NAME`): the one place such a name is made.
+    pub fn whiteout(&self) -> ImagePath {
+        let (dir, name) = self.0.rsplit_once('/').unwrap_or(("", &self.0));
+        ImagePath(format!("{dir}/.wh.{name}"))
+    }
+
+    /// The marker that makes this directory opaque, hiding what the layers
+    /// below have in it (`DIR/.wh..wh..opq`).
+    pub fn opaque_marker(&self) -> ImagePath {
+        ImagePath(format!("{}/.wh..wh..opq", self.0))
+    }
+
+    /// Is this a whiteout or an opaque marker?
+    pub fn is_whiteout(&self) -> bool {
+        self.0
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.starts_with(".wh."))
+    }
+
     pub fn join(&self, rel: &str) -> std::result::Result<ImagePath, String> {
         ImagePath::new(&format!("{}/{}", self.0, rel))
     }

@@ -162,7 +162,11 @@ fn file_facts<'a>(input: &SbomInput<'a>) -> Result<Vec<FileFacts<'a>>> {
     let regular: Vec<(&ImagePath, &ItemKind)> = plan
         .entries
         .iter()
-        .filter(|(_, item)| matches!(item.kind, ItemKind::File { .. } | ItemKind::Data { .. }))
+        // Whiteouts are not files of the image: they delete the base's.
+        .filter(|(path, item)| {
+            matches!(item.kind, ItemKind::File { .. } | ItemKind::Data { .. })
+                && !path.is_whiteout()
+        })
         .map(|(path, item)| (path, &item.kind))
         .collect();
     let facts: Vec<(String, String, Option<BuildInfo>)> = regular

@@ -91,6 +91,11 @@ pub fn write_layout(fetched: &Fetched, output: &Path, tag: &str, all: bool) -> R
     let mut writer = LayoutWriter::new(&staging.dir)?;
     let src = Layout::from_blobs(&fetched.root, Descriptor::of("", fetched.top.clone(), 0));
     let mut seen = std::collections::BTreeSet::new();
+    // Docker schema2 manifests are written as their OCI equivalents (the
+    // same config and layer blobs), so every tool reading the layout can;
+    // the image's digests are then new.
+    let mut manifests = Vec::new();
+    let mut converted = false;
     for d in fetched.manifests.values() {
         let Node::Manifest(m) = src.node(d)? else {
             return Err(Error::msg(format!("read manifest {}: an index", d.digest)));
@@ -98,18 +103,45 @@ pub fn write_layout(fetched: &Fetched, output: &Path, tag: &str, all: bool) -> R
         for b in std::iter::once(&m.config)
             .chain(&m.layers)
             .map(|b| &b.digest)
-            .chain([&d.digest])
         {
             if seen.insert(b.clone()) {
                 writer.import_blob(&src.blob_path(b), b)?;
             }
         }
+        if d.media_type == oci::MEDIA_TYPE_DOCKER_MANIFEST {
+            let mut m = *m;
+            m.media_type = Some(oci::MEDIA_TYPE_MANIFEST.into());
+            m.config.media_type = oci::MEDIA_TYPE_CONFIG.into();
+            for l in &mut m.layers {
+                l.media_type = oci_layer_type(&l.media_type)
+                    .ok_or_else(|| {
+                        Error::msg(format!(
+                            "convert manifest {}: layer {} has media type {}, not an image layer",
+                            d.digest, l.digest, l.media_type
+                        ))
+                    })?
+                    .to_string();
+            }
+            let new = writer.put_json(oci::MEDIA_TYPE_MANIFEST, &m)?;
+            manifests.push(Descriptor {
+                platform: d.platform.clone(),
+                ..new
+            });
+            converted = true;
+        } else {
+            if seen.insert(d.digest.clone()) {
+                writer.import_blob(&src.blob_path(&d.digest), &d.digest)?;
+            }
+            manifests.push(d.clone());
+        }
     }
     let top_path = src.blob_path(&fetched.top);
     // The original top, when it is an index of its own (a rootfs tarball's
     // digest names no blob).
-    let original =
-        all && top_path.is_file() && !fetched.manifests.values().any(|d| d.digest == fetched.top);
+    let original = all
+        && !converted
+        && top_path.is_file()
+        && !fetched.manifests.values().any(|d| d.digest == fetched.top);
     let untagged = if original {
         let bytes = std::fs::read(&top_path).map_err(|e| Error::io("read", &top_path, e))?;
         let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -123,17 +155,14 @@ pub fn write_layout(fetched: &Fetched, output: &Path, tag: &str, all: bool) -> R
         writer.import_blob(&top_path, &fetched.top)?;
         Descriptor::of(&media_type, fetched.top.clone(), bytes.len() as u64)
     } else {
-        match fetched.manifests.values().collect::<Vec<_>>().as_slice() {
-            [one] => Descriptor {
-                platform: None,
-                ..(*one).clone()
-            },
+        match manifests.as_slice() {
+            [one] => one.clone(),
             many => writer.put_json(
                 oci::MEDIA_TYPE_INDEX,
                 &Index {
                     schema_version: 2,
                     media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
-                    manifests: many.iter().map(|d| (*d).clone()).collect(),
+                    manifests: many.to_vec(),
                     annotations: BTreeMap::new(),
                 },
             )?,

@@ -17,8 +17,8 @@ use crate::loader::symbols::Checked;
 use crate::loader::Loader;
 use crate::plan::{packages, Item, ItemKind, Plan, Planner};
 use crate::platform::Platform;
+use crate::recipe::Libraries;
 use crate::recipe::Recipe;
-use crate::recipe::{ImagePath, Libraries};
 use crate::toolchain::Toolchains;
 
 /// One platform's finished plan: every entry of the image, package
@@ -142,16 +142,10 @@ fn whiteouts(plan: &mut Plan, base: &Base) -> Result<()> {
                     "{why}: the recipe puts a file at the removed path"
                 )));
             }
-            format!("{prefix}.wh..wh..opq")
+            r.opaque_marker()
         } else {
-            let parent = r
-                .parent()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default();
-            let name = r.rel().rsplit('/').next().unwrap_or("");
-            format!("{}/.wh.{name}", parent.trim_end_matches('/'))
+            r.whiteout()
         };
-        let at = ImagePath::new(&at).map_err(|m| Error::msg(format!("{why}: {m}")))?;
         plan.entries
             .insert(at, Item::data(Vec::<u8>::new(), why).explicit());
     }

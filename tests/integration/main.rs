@@ -5,6 +5,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod base;
 mod conformance;
 mod distribution;
 mod e2e;
