@@ -257,7 +257,14 @@ fn fetch_bases(recipe: &Recipe, opts: &BuildOptions) -> Result<Option<(BaseSpec,
     for (s, platforms) in by_source {
         let source = Source::parse(s, &relative_to)?;
         opts.progress.stage(format!("fetching base {source}"));
-        fetched.push(crate::base::fetch(&source, &platforms, &fetch_opts)?);
+        let mut f = crate::base::fetch(&source, &platforms, &fetch_opts)?;
+        // A local source is named as written, not as found from the
+        // working directory: the annotation must not depend on where the
+        // build ran.
+        if !matches!(source, Source::Registry(_)) {
+            f.name = s.to_string();
+        }
+        fetched.push(f);
     }
     Ok(Some((spec, fetched)))
 }

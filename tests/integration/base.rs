@@ -1399,3 +1399,32 @@ fn base_docker_archive_works_and_keeps_its_layer() {
     assert_success(&o, "bareroot run on the docker-archive base");
     assert_eq!(stdout(&o).trim(), host_jq_version());
 }
+
+#[test]
+fn base_local_source_is_named_as_written_whatever_the_working_directory() {
+    // The same recipe with a relative rootfs path, built from its own
+    // directory and from /: the same image, and the annotation names the
+    // source as the recipe wrote it.
+    let d = fresh("relative-source");
+    std::os::unix::fs::symlink(base_tar("bookworm-amd64"), d.join("base.tar")).unwrap();
+    let r = recipe(
+        &d,
+        "relative",
+        "name = \"relative\"\n[base]\nimage = \"rootfs:base.tar\"\n[[binary]]\nsrc = \"/usr/bin/jq\"\n",
+    );
+    let cache = dir().join("cache");
+    let mut digests = Vec::new();
+    for (cwd, out) in [(d.as_path(), d.join("a")), (Path::new("/"), d.join("b"))] {
+        let (digest, _) = build_ok(build_cmd(&cache, &r, &out, &[]).current_dir(cwd), "build");
+        let m = only_manifest(&out);
+        assert_eq!(
+            m["annotations"]["org.opencontainers.image.base.name"], "rootfs:base.tar",
+            "{m}"
+        );
+        digests.push(digest);
+    }
+    assert_eq!(
+        digests[0], digests[1],
+        "the working directory changed the image"
+    );
+}
