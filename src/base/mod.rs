@@ -480,6 +480,13 @@ impl Base {
         let mut removed = Vec::new();
         for r in &spec.remove {
             let at = resolve_parents(&tree, r);
+            // Under a path removed already (the list is sorted): gone too.
+            if removed
+                .iter()
+                .any(|p: &ImagePath| at.as_str().starts_with(&format!("{}/", p.as_str())))
+            {
+                continue;
+            }
             if tree.get(&at).is_none() || !tree.remove(&at).context_with(ctx)? {
                 return Err(Error::msg(format!(
                     "{}: remove {r}: the base has no such path",
@@ -596,11 +603,12 @@ impl std::fmt::Debug for BaseFs {
 
 impl Lower for BaseFs {
     fn lower(&self, path: &ImagePath) -> Option<LowerKind> {
-        if path.rel().is_empty() {
-            return Some(LowerKind::Dir);
-        }
         self.tree.get(path).map(|e| match &e.kind {
-            EntryKind::Dir => LowerKind::Dir,
+            EntryKind::Dir => LowerKind::Dir {
+                mode: e.mode & 0o7777,
+                uid: e.uid,
+                gid: e.gid,
+            },
             EntryKind::Symlink { target } => LowerKind::Symlink(target.clone()),
             EntryKind::File { .. } | EntryKind::HardLink { .. } => LowerKind::File,
             EntryKind::Special { .. } => LowerKind::Other,

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use super::{trace, BuildOptions};
 use crate::base::Base;
 use crate::dpkg::DpkgDb;
-use crate::error::Error;
 use crate::error::Result;
 use crate::loader::closure::Resolver;
 use crate::loader::symbols::Checked;
@@ -136,15 +135,12 @@ fn whiteouts(plan: &mut Plan, base: &Base) -> Result<()> {
         let refilled = plan.entries.contains_key(r)
             || plan.entries.keys().any(|p| p.as_str().starts_with(&prefix));
         let why = format!("[base] remove {r}");
-        let at = if refilled {
-            if !matches!(plan.entries.get(r).map(|i| &i.kind), Some(ItemKind::Dir)) {
-                return Err(Error::msg(format!(
-                    "{why}: the recipe puts a file at the removed path"
-                )));
-            }
-            r.opaque_marker()
-        } else {
-            r.whiteout()
+        let at = match plan.entries.get(r).map(|i| &i.kind) {
+            // An entry of ours at the path replaces what the base had
+            // there (a directory with all in it) by itself.
+            Some(k) if !matches!(k, ItemKind::Dir) => continue,
+            _ if refilled => r.opaque_marker(),
+            _ => r.whiteout(),
         };
         plan.entries
             .insert(at, Item::data(Vec::<u8>::new(), why).explicit());

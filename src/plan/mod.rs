@@ -152,7 +152,12 @@ pub struct Plan {
 /// What a base image has at a path (the last component not followed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LowerKind {
-    Dir,
+    /// A directory, with its permission bits and owner.
+    Dir {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     Symlink(String),
     /// A regular file or hard link.
     File,
@@ -249,24 +254,58 @@ impl Plan {
         }
         for p in parents.into_iter().rev() {
             match self.entries.get(&p).map(|e| &e.kind) {
-                None if self.lower(&p) == Some(LowerKind::Dir) => {}
                 None => {
-                    self.entries.insert(p, Item::dir("parent directory"));
+                    // A directory the base has is written as the base has
+                    // it, so the layer lists every parent of its entries.
+                    let dir = match self.lower(&p) {
+                        Some(LowerKind::Dir { mode, uid, gid }) => {
+                            Item::dir("parent directory, as the base has it")
+                                .with_mode(mode)
+                                .with_owner(uid, gid)
+                        }
+                        Some(_) => {
+                            return Err(format!(
+                                "{p} is needed as a directory but the base has another kind of file there"
+                            ))
+                        }
+                        None => Item::dir("parent directory"),
+                    };
+                    self.entries.insert(p, dir);
                 }
                 Some(ItemKind::Dir) => {}
                 Some(_) => return Err(format!("{p} is needed as a directory but is not one")),
             }
         }
         let Some(old) = self.entries.get_mut(&path) else {
-            // What the base has already, as it is, is not written again.
-            let same = match (&item.kind, self.base.as_ref().and_then(|b| b.lower(&path))) {
-                (ItemKind::Dir, Some(LowerKind::Dir)) => !item.explicit,
-                (ItemKind::Symlink { target }, Some(LowerKind::Symlink(t))) => *target == t,
-                _ => false,
+            let item = match (&item.kind, self.lower(&path)) {
+                // A directory the base has keeps the base's mode and owner
+                // unless the recipe sets its own.
+                (ItemKind::Dir, Some(LowerKind::Dir { mode, uid, gid })) if !item.explicit => {
+                    item.with_mode(mode).with_owner(uid, gid)
+                }
+                // The same symlink as the base's is not written again.
+                (ItemKind::Symlink { target }, Some(LowerKind::Symlink(t)))
+                    if same_target(&path, target, &t) =>
+                {
+                    return Ok(())
+                }
+                (ItemKind::Dir, Some(LowerKind::Symlink(t))) => {
+                    return Err(format!(
+                        "{path}: the base has a symlink there (to {t}), which a directory would \
+                         replace; name the directory it points to ({})",
+                        item.why
+                    ))
+                }
+                (kind, Some(LowerKind::Dir { .. })) if !matches!(kind, ItemKind::Dir) => {
+                    return Err(format!(
+                        "{path}: the base has a directory there, which this would replace with \
+                         everything in it ({}); remove it with [base] remove first",
+                        item.why
+                    ))
+                }
+                _ => item,
             };
-            if !same {
-                self.entries.insert(path, item);
-            }
+            self.entries.insert(path, item);
             return Ok(());
         };
         let clash = |old: &Item, detail: &str| {
@@ -383,6 +422,14 @@ impl Plan {
             })
             .fold((0, 0), |(n, s), size| (n + 1, s + size))
     }
+}
+
+/// Do symlinks at `at` to `a` and to `b` name the same path (one may be
+/// absolute, the other relative)?
+fn same_target(at: &ImagePath, a: &str, b: &str) -> bool {
+    let dir = at.as_path().parent().unwrap_or(Path::new("/"));
+    let full = |t: &str| sysroot::normalize(&dir.join(t));
+    a == b || full(a) == full(b)
 }
 
 fn same_content(a: &ItemKind, b: &ItemKind) -> Result<bool> {

@@ -464,12 +464,6 @@ impl<'a> Planner<'a> {
             .base
             .as_ref()
             .is_some_and(|b| host.starts_with(b.root()));
-        if in_base && !relocated {
-            // The base has it where the loader opens it: used from there.
-            // The symlinks on the way are the base's too.
-            return Ok(());
-        }
-        let size = file_size(&host).map_err(fail)?;
         if !relocated {
             for link in &r.links {
                 let target = if link.target.is_absolute() {
@@ -478,11 +472,19 @@ impl<'a> Planner<'a> {
                 } else {
                     link.target.clone()
                 };
+                // A symlink the base has as it is is not written again
+                // (Plan::insert); one only the sysroot has is.
                 let at = ImagePath::from_path(&link.at).map_err(fail)?;
                 let item = Item::symlink(target.to_string_lossy(), why);
                 self.plan.insert(&at, item).map_err(fail)?;
             }
         }
+        if in_base && !relocated {
+            // The base has the file where the loader opens it: it is used
+            // from there.
+            return Ok(());
+        }
+        let size = file_size(&host).map_err(fail)?;
         let at = ImagePath::from_path(&file_at).map_err(fail)?;
         let item = Item::file(host, size, why).with_mode(mode);
         self.plan.insert(&at, item).map_err(fail)
