@@ -272,9 +272,12 @@ impl<'a> SpdxDoc<'a> {
     fn add_base(&mut self, name: &str, digest: &crate::digest::Digest) {
         let id = "SPDXRef-Base".to_string();
         // A registry reference: pkg:oci/NAME@DIGEST?repository_url=HOST/PATH.
-        let registry = name
-            .split_once('/')
-            .filter(|(host, _)| host.contains('.') || host.contains(':') || *host == "localhost");
+        let local = ["rootfs:", "oci:", "oci-archive:", "docker-archive:"]
+            .iter()
+            .any(|s| name.starts_with(s));
+        let registry = name.split_once('/').filter(|(host, _)| {
+            !local && (host.contains('.') || host.contains(':') || *host == "localhost")
+        });
         let mut pkg = json!({
             "SPDXID": id,
             "name": name,

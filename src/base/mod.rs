@@ -31,8 +31,7 @@ use crate::plan::{Item, ItemKind, Lower, LowerKind};
 use crate::platform::Platform;
 use crate::recipe::{BaseSpec, ImagePath};
 
-/// Manifests and configs larger than this are refused.
-pub const MAX_JSON: u64 = 4 << 20;
+pub use crate::oci::MAX_JSON;
 
 /// How to fetch a base.
 #[derive(Clone, Debug)]
@@ -141,7 +140,8 @@ pub fn write_layout(fetched: &Fetched, output: &Path, tag: &str, all: bool) -> R
     let original = all
         && !converted
         && top_path.is_file()
-        && !fetched.manifests.values().any(|d| d.digest == fetched.top);
+        && !fetched.manifests.values().any(|d| d.digest == fetched.top)
+        && lists_only(&top_path, &manifests);
     let untagged = if original {
         let bytes = std::fs::read(&top_path).map_err(|e| Error::io("read", &top_path, e))?;
         let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -175,6 +175,21 @@ pub fn write_layout(fetched: &Fetched, output: &Path, tag: &str, all: bool) -> R
     writer.finish(top.clone(), Vec::new())?;
     staging.commit()?;
     Ok(top)
+}
+
+/// Does the index at `path` list only manifests in `have` (so a layout
+/// with it as its top has every blob it names)?
+fn lists_only(path: &Path, have: &[Descriptor]) -> bool {
+    let Some(index) = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<oci::Index>(&b).ok())
+    else {
+        return false;
+    };
+    index
+        .manifests
+        .iter()
+        .all(|m| have.iter().any(|h| h.digest == m.digest))
 }
 
 /// Fetch `source` for `platforms` (none: every platform it has); every
@@ -319,8 +334,7 @@ fn select(
             let platform = match &d.platform {
                 Some(p) => p.display().parse().ok(),
                 None => {
-                    let raw = layout.read_blob(&m.config.digest)?;
-                    check_size("config", m.config.size)?;
+                    let raw = layout.read_described(&m.config, MAX_JSON)?;
                     let c: ImageConfigJson = serde_json::from_slice(&raw)
                         .map_err(|e| Error::msg(format!("read config {}: {e}", m.config.digest)))?;
                     let p = oci::OciPlatform {
@@ -362,16 +376,6 @@ fn select(
         out.insert(p.clone(), d.clone());
     }
     Ok(out)
-}
-
-fn check_size(what: &str, size: u64) -> Result<()> {
-    if size > MAX_JSON {
-        return Err(Error::msg(format!(
-            "read {what}: {size} bytes, more than the {} MiB a {what} may have",
-            MAX_JSON >> 20
-        )));
-    }
-    Ok(())
 }
 
 /// One layer of a base, as the image will list it.
@@ -417,9 +421,8 @@ impl Base {
             Node::Manifest(m) => *m,
             Node::Index(_) => return Err(Error::msg(format!("{}: not an image manifest", ctx()))),
         };
-        check_size("config", manifest.config.size).context_with(ctx)?;
         let raw = layout
-            .read_blob(&manifest.config.digest)
+            .read_described(&manifest.config, MAX_JSON)
             .context_with(ctx)?;
         let config: ImageConfigJson = serde_json::from_slice(&raw)
             .map_err(|e| Error::msg(format!("{}: read config: {e}", ctx())))?;
@@ -701,18 +704,25 @@ pub fn squash_into(plan: &mut crate::plan::Plan, base: &Base) {
         items.retain(|p, _| !p.as_str().starts_with(&prefix));
     }
     let mut xattrs = base.xattrs();
-    let ours: std::collections::BTreeSet<ImagePath> = plan.entries.keys().cloned().collect();
+    // The base's files as put in the plan: a hard link to anything else
+    // (a file of ours now, or one left out under a replaced directory)
+    // becomes a file with its own bytes.
+    let mut files: std::collections::BTreeSet<ImagePath> = Default::default();
     for (path, mut item) in items {
         if plan.entries.contains_key(&path) {
             xattrs.remove(&path);
             continue;
         }
-        if let ItemKind::HardLink { target } = &item.kind {
-            if ours.contains(target) {
+        match &item.kind {
+            ItemKind::HardLink { target } if !files.contains(target) => {
                 let src = base.fs.tree.host_path(&path);
                 let size = std::fs::metadata(&src).map(|m| m.len()).unwrap_or(0);
                 item.kind = ItemKind::File { src, size };
             }
+            ItemKind::File { .. } => {
+                files.insert(path.clone());
+            }
+            _ => {}
         }
         plan.entries.insert(path, item);
     }

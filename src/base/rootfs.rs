@@ -124,7 +124,19 @@ fn convert<R: Read, W: Write>(input: R, out: W) -> std::result::Result<(), Strin
     builder.mode(tar::HeaderMode::Complete);
     for entry in archive.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        // A global PAX header applies to what follows; it is no entry.
+        if kind == tar::EntryType::XGlobalHeader {
+            continue;
+        }
+        let raw = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|e| format!("an entry's name is not UTF-8: {:?}", e.as_bytes()))?;
+        if raw.len() > crate::oci::apply::MAX_PATH {
+            return Err(format!(
+                "an entry's name is longer than {} bytes",
+                crate::oci::apply::MAX_PATH
+            ));
+        }
         let name = raw.trim_start_matches("./").trim_start_matches('/');
         let name = name.trim_end_matches('/');
         if name.is_empty() || name == "." {
@@ -134,7 +146,6 @@ fn convert<R: Read, W: Write>(input: R, out: W) -> std::result::Result<(), Strin
             return Err(format!("entry {raw:?} leaves the root"));
         }
         let h = entry.header().clone();
-        let kind = h.entry_type();
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
         header.set_mode(h.mode().map_err(|e| e.to_string())?);
@@ -184,10 +195,11 @@ fn convert<R: Read, W: Write>(input: R, out: W) -> std::result::Result<(), Strin
         };
         match kind {
             tar::EntryType::Symlink | tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
+                let target = match entry.link_name_bytes() {
+                    Some(b) => String::from_utf8(b.into_owned())
+                        .map_err(|_| format!("{raw}: the link target is not UTF-8"))?,
+                    None => String::new(),
+                };
                 let target = if kind == tar::EntryType::Link {
                     target
                         .trim_start_matches("./")

@@ -114,6 +114,22 @@ fn on_base(config: &mut ImageConfigJson, recipe: &Recipe, base: &Base) {
         diff_ids.append(&mut config.rootfs.diff_ids);
         config.rootfs.diff_ids = diff_ids;
         config.history = base.config.history.clone();
+        // A base without history (a hand-made layout) still gets an entry
+        // per layer, so history and layers agree.
+        let layered = config
+            .history
+            .iter()
+            .filter(|h| h.empty_layer != Some(true))
+            .count();
+        for i in layered..base.layers.len() {
+            config.history.push(History {
+                created: None,
+                created_by: Some(format!("base {} layer {}", base.name, i + 1)),
+                comment: None,
+                author: None,
+                empty_layer: None,
+            });
+        }
         config.history.extend(ours);
     }
     if !base.inherit_config {

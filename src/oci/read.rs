@@ -67,6 +67,15 @@ impl Layout {
     /// Read `root/index.json`.
     pub fn open(root: &Path) -> Result<Layout> {
         let index_path = root.join("index.json");
+        let len = std::fs::metadata(&index_path)
+            .with_path("read", &index_path)?
+            .len();
+        if len > super::MAX_JSON {
+            return Err(Error::msg(format!(
+                "read image layout {}: index.json is {len} bytes, more than 4 MiB",
+                root.display()
+            )));
+        }
         let bytes = std::fs::read(&index_path).with_path("read", &index_path)?;
         let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
             Error::msg(format!(
@@ -118,10 +127,30 @@ impl Layout {
         Ok(bytes)
     }
 
+    /// The blob `desc` names, checked against its size (before it is read)
+    /// and its digest; larger than `max` bytes is refused unread.
+    pub fn read_described(&self, desc: &Descriptor, max: u64) -> Result<Vec<u8>> {
+        let p = self.blob_path(&desc.digest);
+        let len = std::fs::metadata(&p).with_path("read blob", &p)?.len();
+        if len != desc.size {
+            return Err(Error::msg(format!(
+                "read blob {}: {len} bytes, its descriptor says {}",
+                desc.digest, desc.size
+            )));
+        }
+        if len > max {
+            return Err(Error::msg(format!(
+                "read blob {}: {len} bytes, more than the {max} a {} may have",
+                desc.digest, desc.media_type
+            )));
+        }
+        self.read_blob(&desc.digest)
+    }
+
     /// The manifest or index `desc` points at, parsed.
     pub fn node(&self, desc: &Descriptor) -> Result<Node> {
         let fail = |m: String| Error::msg(format!("read {} {}: {m}", desc.media_type, desc.digest));
-        let bytes = self.read_blob(&desc.digest)?;
+        let bytes = self.read_described(desc, super::MAX_JSON)?;
         match desc.media_type.as_str() {
             MEDIA_TYPE_INDEX | super::MEDIA_TYPE_DOCKER_LIST => serde_json::from_slice(&bytes)
                 .map(Node::Index)
@@ -238,7 +267,7 @@ impl Layout {
     /// A reader of a layer's uncompressed tar bytes (the blob checked
     /// against its digest first).
     pub fn layer_reader(&self, l: &Descriptor) -> Result<Box<dyn Read>> {
-        let bytes = self.read_blob(&l.digest)?;
+        let bytes = self.read_described(l, u64::MAX)?;
         match l.media_type.as_str() {
             crate::layer::MEDIA_TYPE_GZIP | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
                 Ok(Box::new(GzDecoder::new(std::io::Cursor::new(bytes))))

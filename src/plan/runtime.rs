@@ -116,70 +116,103 @@ impl Planner<'_> {
     /// has with other ids is an error: the image would not be what the
     /// recipe says.
     fn users_files(&self, users: &[User], groups: &[Group]) -> Result<(String, String)> {
+        let base = self.plan_ref().base.as_ref();
         let lower = |p: &str| {
-            self.plan_ref()
-                .base
-                .as_ref()
+            let mut text = base
                 .and_then(|b| b.read(&ImagePath::new(p).expect("valid")))
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text
         };
-        let base_name = self
-            .plan_ref()
-            .base
-            .as_ref()
-            .map(|b| b.name().to_string())
-            .unwrap_or_default();
-        let mut passwd = lower("/etc/passwd").unwrap_or_default();
-        if !passwd.is_empty() && !passwd.ends_with('\n') {
-            passwd.push('\n');
-        }
-        let have: BTreeMap<String, (String, String)> = passwd
+        let base_name = base.map(|b| b.name().to_string()).unwrap_or_default();
+        // distroless's own users and groups (root, nobody, nonroot, …) are
+        // left out where the base has their ids under its own names
+        // (Debian's nogroup is 65534); the recipe's must not collide.
+        let (default_users, default_groups) = crate::recipe::base_users();
+        let fail = |what: String| Error::msg(format!("users: {what} in the base {base_name}"));
+        let mut passwd = lower("/etc/passwd");
+        // name → (uid, gid), and uid → name, of the base's lines.
+        let fields = |l: &str| l.split(':').map(str::to_string).collect::<Vec<_>>();
+        let lines: Vec<Vec<String>> = passwd
             .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 4).then(|| (f[0].to_string(), (f[2].to_string(), f[3].to_string())))
-            })
+            .map(fields)
+            .filter(|f| f.len() >= 4)
             .collect();
         for u in users {
-            match have.get(&u.name) {
-                Some((uid, gid)) if *uid == u.uid.to_string() && *gid == u.gid.to_string() => {}
-                Some((uid, gid)) => {
-                    return Err(Error::msg(format!(
-                        "users: add user {} ({}:{}): the base {base_name} has {} as {uid}:{gid} in /etc/passwd",
-                        u.name, u.uid, u.gid, u.name
+            let same_name = lines.iter().find(|f| f[0] == u.name);
+            let same_id = lines.iter().find(|f| f[2] == u.uid.to_string());
+            match (same_name, same_id) {
+                (Some(f), _) if f[2] == u.uid.to_string() && f[3] == u.gid.to_string() => {}
+                (Some(f), _) => {
+                    return Err(fail(format!(
+                        "add user {} ({}:{}): /etc/passwd has {} as {}:{}",
+                        u.name, u.uid, u.gid, u.name, f[2], f[3]
                     )))
                 }
-                None => passwd.push_str(&format!(
+                (None, Some(_)) if default_users.contains(u) => {}
+                (None, Some(f)) => {
+                    return Err(fail(format!(
+                        "add user {} (uid {}): /etc/passwd has uid {} as {}",
+                        u.name, u.uid, u.uid, f[0]
+                    )))
+                }
+                (None, None) => passwd.push_str(&format!(
                     "{}:x:{}:{}:{}:{}:{}\n",
                     u.name, u.uid, u.gid, u.name, u.home, u.shell
                 )),
             }
         }
-        let mut group = lower("/etc/group").unwrap_or_default();
-        if !group.is_empty() && !group.ends_with('\n') {
-            group.push('\n');
-        }
-        let have: BTreeMap<String, String> = group
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 3).then(|| (f[0].to_string(), f[2].to_string()))
-            })
-            .collect();
+        let base_group = lower("/etc/group");
+        // Every line kept, in order; only well-formed ones are matched.
+        let mut lines: Vec<Vec<String>> = base_group.lines().map(fields).collect();
+        let mut added = String::new();
         for g in groups {
-            match have.get(&g.name) {
-                Some(gid) if *gid == g.gid.to_string() => {}
-                Some(gid) => {
-                    return Err(Error::msg(format!(
-                    "users: add group {} ({}): the base {base_name} has {} as {gid} in /etc/group",
-                    g.name, g.gid, g.name
-                )))
+            let same_name = lines.iter().position(|f| f.len() >= 3 && f[0] == g.name);
+            let same_id = lines
+                .iter()
+                .position(|f| f.len() >= 3 && f[2] == g.gid.to_string());
+            match (same_name, same_id) {
+                (Some(i), _) if lines[i][2] == g.gid.to_string() => {
+                    // The base's group: the recipe's members join it.
+                    let line = &mut lines[i];
+                    if line.len() < 4 {
+                        line.push(String::new());
+                    }
+                    let mut members: Vec<String> = line[3]
+                        .split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    for m in &g.members {
+                        if !members.contains(m) {
+                            members.push(m.clone());
+                        }
+                    }
+                    line[3] = members.join(",");
                 }
-                None => {
-                    group.push_str(&format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(",")))
+                (Some(i), _) => {
+                    return Err(fail(format!(
+                        "add group {} ({}): /etc/group has {} as {}",
+                        g.name, g.gid, g.name, lines[i][2]
+                    )))
+                }
+                (None, Some(_)) if default_groups.contains(g) => {}
+                (None, Some(i)) => {
+                    return Err(fail(format!(
+                        "add group {} (gid {}): /etc/group has gid {} as {}",
+                        g.name, g.gid, g.gid, lines[i][0]
+                    )))
+                }
+                (None, None) => {
+                    added.push_str(&format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(",")))
                 }
             }
         }
+        let mut group: String = lines.iter().map(|f| f.join(":") + "\n").collect();
+        group.push_str(&added);
         Ok((passwd, group))
     }
 
@@ -218,7 +251,12 @@ impl Planner<'_> {
             over,
             self.toolchain.cache_flags,
             self.toolchain.little_endian,
-            |p| self.resolver.parse_host_file(p),
+            // Only the platform's own libraries (a base may hold others').
+            |p| {
+                self.resolver.parse_host_file(p).filter(|i| {
+                    i.machine == self.toolchain.machine && i.class == self.toolchain.class
+                })
+            },
         );
         let (path, item, _) = data(
             "/etc/ld.so.cache",
