@@ -88,6 +88,7 @@ pub fn unpack_docker_archive(file: &Path, dir: &Path) -> Result<Descriptor> {
     fs::create_dir_all(&files).with_path("create directory", &files)?;
     // Every regular file, under a flat name, with its digest.
     let mut stored: std::collections::BTreeMap<String, (Digest, u64)> = Default::default();
+    let mut links: std::collections::BTreeMap<String, String> = Default::default();
     let mut archive = tar::Archive::new(io::BufReader::new(f));
     for (i, entry) in archive
         .entries()
@@ -95,7 +96,24 @@ pub fn unpack_docker_archive(file: &Path, dir: &Path) -> Result<Descriptor> {
         .enumerate()
     {
         let mut entry = entry.map_err(|e| fail(e.to_string()))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+        let kind = entry.header().entry_type();
+        if kind == tar::EntryType::Symlink {
+            // Older `docker save` links a layer it holds twice
+            // (`b/layer.tar -> ../a/layer.tar`).
+            let name = entry_name(&entry).map_err(&fail)?;
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
+            let dir = Path::new(&name).parent().unwrap_or(Path::new(""));
+            let joined = crate::loader::sysroot::normalize(&Path::new("/").join(dir).join(&target));
+            links.insert(
+                name,
+                joined.to_string_lossy().trim_start_matches('/').to_string(),
+            );
+            continue;
+        }
+        if kind != tar::EntryType::Regular {
             continue;
         }
         let name = entry_name(&entry).map_err(&fail)?;
@@ -127,8 +145,14 @@ pub fn unpack_docker_archive(file: &Path, dir: &Path) -> Result<Descriptor> {
         _ => return Err(fail("manifest.json lists several images; save one".into())),
     };
     let blob = |name: &str| {
-        let n = name.trim_start_matches("./");
-        stored.get(n).cloned().ok_or_else(|| {
+        let mut n = name.trim_start_matches("./").to_string();
+        for _ in 0..8 {
+            match links.get(&n) {
+                Some(t) => n = t.clone(),
+                None => break,
+            }
+        }
+        stored.get(&n).cloned().ok_or_else(|| {
             fail(format!(
                 "manifest.json names {name:?}, which the archive lacks"
             ))
@@ -180,8 +204,16 @@ pub fn put_json(dir: &Path, media_type: &str, bytes: &[u8]) -> Result<Descriptor
         fs::create_dir_all(&blobs).with_path("create directory", &blobs)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&blobs).with_path("create in", &blobs)?;
         tmp.write_all(bytes).with_path("write", tmp.path())?;
+        readable(tmp.as_file(), tmp.path())?;
         tmp.persist(&dest)
             .map_err(|e| Error::io("rename into", &dest, e.error))?;
     }
     Ok(Descriptor::of(media_type, digest, bytes.len() as u64))
+}
+
+/// Blobs are readable by all (a build links them into its layout).
+pub fn readable(f: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(fs::Permissions::from_mode(0o644))
+        .with_path("set the mode of", path)
 }

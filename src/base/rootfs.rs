@@ -78,6 +78,7 @@ pub fn layer(file: &Path, store: &Path, compression: Compression, jobs: usize) -
         }
     };
     let dest = blobs.join(digest.hex());
+    super::archive::readable(tmp.as_file(), tmp.path())?;
     tmp.persist(&dest)
         .map_err(|e| Error::io("rename into", &dest, e.error))?;
     let made = Made {
@@ -119,10 +120,25 @@ fn decompressed(file: &Path) -> io::Result<Box<dyn Read>> {
 
 /// Copy every entry of `input` to a new tar on `out`, names normalized.
 fn convert<R: Read, W: Write>(input: R, out: W) -> std::result::Result<(), String> {
-    let mut archive = tar::Archive::new(input);
+    use crate::oci::apply::{Metered, MAX_ENTRIES, MAX_HEADERS};
+    // The tar crate reads long names and PAX records whole: while it reads
+    // a member's headers, at most MAX_HEADERS may pass.
+    let budget = std::rc::Rc::new(std::cell::Cell::new(None));
+    let mut archive = tar::Archive::new(Metered {
+        inner: input,
+        budget: budget.clone(),
+    });
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
-    for entry in archive.entries().map_err(|e| e.to_string())? {
+    let mut entries = archive.entries().map_err(|e| e.to_string())?;
+    for n in 0.. {
+        budget.set(Some(MAX_HEADERS + 1024));
+        let next = entries.next();
+        budget.set(None);
+        let Some(entry) = next else { break };
+        if n >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} entries"));
+        }
         let mut entry = entry.map_err(|e| e.to_string())?;
         let kind = entry.header().entry_type();
         // A global PAX header applies to what follows; it is no entry.

@@ -752,9 +752,9 @@ fn write_file(host: &Path, mode: u32, data: &mut impl Read) -> Result<u64> {
 /// A reader that fails once more than the budget is read while a budget is
 /// set: the tar crate reads PAX extensions and GNU long names whole into
 /// memory, and a compressed layer can claim gigabytes of them in a few bytes.
-struct Metered<R> {
-    inner: R,
-    budget: Rc<Cell<Option<u64>>>,
+pub(crate) struct Metered<R> {
+    pub(crate) inner: R,
+    pub(crate) budget: Rc<Cell<Option<u64>>>,
 }
 
 impl<R: Read> Read for Metered<R> {

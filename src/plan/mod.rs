@@ -291,17 +291,14 @@ impl Plan {
                 }
                 (ItemKind::Dir, Some(LowerKind::Symlink(t))) => {
                     return Err(format!(
-                        "{path}: the base has a symlink there (to {t}), which a directory would \
-                         replace; name the directory it points to ({})",
-                        item.why
+                        "the base has a symlink there (to {t}), which a directory would \
+                         replace; name the directory it points to"
                     ))
                 }
                 (kind, Some(LowerKind::Dir { .. })) if !matches!(kind, ItemKind::Dir) => {
-                    return Err(format!(
-                        "{path}: the base has a directory there, which this would replace with \
-                         everything in it ({}); remove it with [base] remove first",
-                        item.why
-                    ))
+                    return Err("the base has a directory there, which this would replace \
+                         with everything in it; delete it first with [base] remove"
+                        .to_string())
                 }
                 _ => item,
             };

@@ -523,6 +523,11 @@ impl Store {
     /// Sync `temp` and rename it to `d`'s address.
     fn commit(&self, temp: tempfile::NamedTempFile, d: &Digest) -> Result<()> {
         temp.as_file().sync_all().with_path("sync", temp.path())?;
+        // Readable by all, as blobs a build links into its layout are.
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_path("set the mode of", temp.path())?;
         let dest = self.path(d);
         temp.persist(&dest)
             .map_err(|e| Error::io("rename blob into", &dest, e.error))?;
