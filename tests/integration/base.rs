@@ -1428,3 +1428,94 @@ fn base_local_source_is_named_as_written_whatever_the_working_directory() {
         "the working directory changed the image"
     );
 }
+
+#[test]
+fn base_sysroot_links_the_base_lacks_are_written_and_conflicts_are_named() {
+    // Without the base's /lib64, the loader's path /lib64/ld-linux-… goes
+    // through the sysroot's /lib64 symlink: it must be in our layer, or jq
+    // cannot start.
+    let r = on_base(
+        "no-lib64",
+        &rootfs("bookworm-amd64"),
+        "remove = [\"/lib64\"]",
+    );
+    let out = dir().join("no-lib64");
+    build_ok(
+        &mut build_cmd(&dir().join("cache"), &r, &out, &[]),
+        "build without /lib64",
+    );
+    let top = layer_entries(&out, layers(&only_manifest(&out)).last().unwrap());
+    assert!(
+        find(&top, "lib64").is_some(),
+        "our layer lacks /lib64: {:?}",
+        names(&top)
+    );
+    let o = run(support::bareroot()
+        .arg("run")
+        .arg(&out)
+        .args(["--", "--version"]));
+    assert_success(&o, "bareroot run without the base's /lib64");
+    assert_eq!(stdout(&o).trim(), host_jq_version());
+
+    // A directory where the base has a symlink (/lib -> usr/lib) would
+    // break the base: one line naming the path and the entry.
+    let err = build_fails(
+        "dir-over-link",
+        &rootfs("bookworm-amd64"),
+        "[[dir]]\ndest = \"/lib\"",
+        "a [[dir]] over the base's /lib symlink",
+    );
+    assert!(
+        err.contains("[[dir]]") && err.contains("/lib") && err.contains("symlink"),
+        "{err}"
+    );
+}
+
+#[test]
+fn base_users_join_the_base_s_groups_and_ids_are_checked() {
+    let image = rootfs("bookworm-amd64");
+    let d = dir().join("recipes");
+    let r = recipe(
+        &d,
+        "users-merge",
+        &format!(
+            "name = \"users-merge\"\nusers = true\n[[user]]\nname = \"app\"\nuid = 1000\n\
+             [[group]]\nname = \"users\"\ngid = 100\nmembers = [\"app\"]\n\
+             [base]\nimage = \"{image}\"\n[[binary]]\nsrc = \"/usr/bin/jq\"\n"
+        ),
+    );
+    let out = dir().join("users-merge");
+    build_ok(
+        &mut build_cmd(&dir().join("cache"), &r, &out, &[]),
+        "build with users",
+    );
+    let o = run(support::bareroot().arg("run").arg(&out).args([
+        "--entrypoint",
+        "/bin/sh",
+        "--",
+        "-c",
+        "id app; grep -c '^root:' /etc/passwd; grep '^nogroup:' /etc/group",
+    ]));
+    assert_success(&o, "bareroot run id app");
+    let text = stdout(&o);
+    // The base's users group (gid 100) gains app; the base's root line is
+    // kept once; Debian's nogroup (65534) stays, distroless's nobody group
+    // with the same gid is not added beside it.
+    assert!(text.contains("100(users)"), "{text}");
+    assert!(text.lines().nth(1) == Some("1"), "{text}");
+    assert!(text.contains("nogroup:x:65534:"), "{text}");
+
+    // A recipe user with a uid the base gives another name: one line.
+    let r = recipe(
+        &d,
+        "users-clash",
+        &format!(
+            "name = \"users-clash\"\n[[user]]\nname = \"app\"\nuid = 1\n\
+             [base]\nimage = \"{image}\"\n[[binary]]\nsrc = \"/usr/bin/jq\"\n"
+        ),
+    );
+    let out = dir().join("users-clash");
+    let o = run(&mut build_cmd(&dir().join("cache"), &r, &out, &[]));
+    let err = assert_one_line_failure(&o, &out, "a uid the base has under another name");
+    assert!(err.contains("uid 1") && err.contains("daemon"), "{err}");
+}
