@@ -1064,6 +1064,21 @@ fn base_from_a_registry_by_tag_then_pinned_with_the_registry_stopped() {
                 "skopeo pushed a Docker schema2 image: {remote}"
             );
         }
+        // Pushed to another repository of the registry the base came from:
+        // the base's layer is mounted from the base's repository, not sent.
+        if *format == "oci" {
+            let o = run(br(&cache)
+                .env("REGISTRY_AUTH_FILE", &auth)
+                .arg("push")
+                .arg(&out)
+                .arg(format!("{host}/app/jq:1")));
+            assert_success(&o, "push of the image on the registry base");
+            let err = stderr(&o);
+            assert!(
+                err.contains(&format!("{} mounted", theirs.len())),
+                "the base's layers are mounted from its repository:\n{err}"
+            );
+        }
         results.push((format, reference.clone(), cache, manifest_digest, digest));
     }
 
