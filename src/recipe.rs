@@ -54,6 +54,10 @@ struct RawRecipe {
     tmp: Option<bool>,
     ld_so_cache: Option<bool>,
     base: Option<RawBase>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    index_annotations: BTreeMap<String, String>,
 }
 
 /// `[base]`: the image to build on.
@@ -215,6 +219,10 @@ pub struct Recipe {
     pub runtime: Runtime,
     /// `[base]`: the image this one is built on, if any.
     pub base_image: Option<BaseSpec>,
+    /// `[annotations]`: over bareroot's own on each platform's manifest.
+    pub annotations: BTreeMap<String, String>,
+    /// `[index_annotations]`: on the image index of a multi-platform image.
+    pub index_annotations: BTreeMap<String, String>,
 }
 
 /// `[base]`, validated.
@@ -663,6 +671,12 @@ impl Recipe {
             entries.push(library_entry(i, l).map_err(&fail)?);
         }
 
+        for (table, map) in [
+            ("[annotations]", &raw.annotations),
+            ("[index_annotations]", &raw.index_annotations),
+        ] {
+            check_annotations(map).map_err(|m| fail(format!("{table} {m}")))?;
+        }
         let base_spec = raw
             .base
             .map(|b| validate_base(b, &platforms))
@@ -684,6 +698,8 @@ impl Recipe {
             config,
             entries,
             base_image: base_spec,
+            annotations: raw.annotations,
+            index_annotations: raw.index_annotations,
         })
     }
 }
@@ -826,6 +842,23 @@ fn validate_base(b: RawBase, platforms: &[Platform]) -> std::result::Result<Base
         libraries,
         remove,
     })
+}
+
+/// Is this first component of a name a registry host, as Docker decides:
+/// it has a dot or a port, or is `localhost`.
+pub fn is_registry_host(c: &str) -> bool {
+    c.contains('.') || c.contains(':') || c == "localhost"
+}
+
+/// The full reference `name:tag` stands for, normalized as Docker does:
+/// `jq` → `docker.io/library/jq:latest`, `acme/jq` →
+/// `docker.io/acme/jq:latest`; a name with a registry host keeps it.
+pub fn full_reference(name: &str, tag: &str) -> String {
+    match name.split_once('/') {
+        Some((host, _)) if is_registry_host(host) => format!("{name}:{tag}"),
+        Some(_) => format!("docker.io/{name}:{tag}"),
+        None => format!("docker.io/library/{name}:{tag}"),
+    }
 }
 
 /// A base source must name something; its scheme and shape are checked
@@ -1236,8 +1269,40 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Image names follow the OCI distribution spec's repository name grammar.
+/// Annotation keys are non-empty and printable; values hold no NUL.
+fn check_annotations(map: &BTreeMap<String, String>) -> std::result::Result<(), String> {
+    for (k, v) in map {
+        if k.is_empty() || k.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!(
+                "{k:?}: a key must be non-empty, without spaces or control characters"
+            ));
+        }
+        if v.contains('\0') {
+            return Err(format!("{k:?}: the value contains a NUL byte"));
+        }
+    }
+    Ok(())
+}
+
+/// Image names follow the OCI distribution spec's repository name grammar,
+/// optionally after a registry host (`ghcr.io/acme/jq`,
+/// `127.0.0.1:5000/team/app`).
 fn check_name(name: &str) -> std::result::Result<(), String> {
+    let name = match name.split_once('/') {
+        Some((host, rest)) if is_registry_host(host) => {
+            let (h, port) = host.split_once(':').unwrap_or((host, ""));
+            let host_ok = !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b));
+            let port_ok = port.is_empty() && !host.contains(':')
+                || !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.len() <= 5;
+            if !host_ok || !port_ok {
+                return Err(format!("registry host {host:?}: must be HOST or HOST:PORT"));
+            }
+            rest
+        }
+        _ => name,
+    };
     let component_ok = |c: &str| {
         !c.is_empty()
             && c.bytes()
@@ -1425,6 +1490,43 @@ mod tests {
 
     fn parse(t: &str) -> Result<Recipe> {
         Recipe::parse(t, Path::new("dir/r.toml"))
+    }
+
+    #[test]
+    fn full_names_and_annotations() {
+        assert_eq!(
+            full_reference("jq", "latest"),
+            "docker.io/library/jq:latest"
+        );
+        assert_eq!(full_reference("acme/jq", "1"), "docker.io/acme/jq:1");
+        assert_eq!(full_reference("ghcr.io/acme/jq", "1"), "ghcr.io/acme/jq:1");
+        assert_eq!(
+            full_reference("127.0.0.1:5000/team/app", "v2"),
+            "127.0.0.1:5000/team/app:v2"
+        );
+        assert_eq!(full_reference("localhost/app", "x"), "localhost/app:x");
+        for ok in [
+            "ghcr.io/acme/jq",
+            "127.0.0.1:5000/team/app",
+            "localhost/app",
+        ] {
+            assert!(parse(&format!("name = {ok:?}")).is_ok(), "{ok}");
+        }
+        for bad in ["host:port/x", "127.0.0.1:99999999/x", "ghcr.io/Acme"] {
+            let e = parse(&format!("name = {bad:?}")).unwrap_err().to_string();
+            assert!(e.contains("name"), "{bad}: {e}");
+        }
+        let r = parse(
+            "name = \"x\"\n[annotations]\n\"org.example.a\" = \"1\"\n\
+             [index_annotations]\n\"org.example.b\" = \"2\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.annotations["org.example.a"], "1");
+        assert_eq!(r.index_annotations["org.example.b"], "2");
+        let e = parse("name = \"x\"\n[annotations]\n\"a b\" = \"1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[annotations]") && e.contains("a b"), "{e}");
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub fn image(
             env!("CARGO_PKG_VERSION").to_string(),
         ),
         (ANNOTATION_COMPRESSION.to_string(), compression.describe()),
+        (oci::ANNOTATION_CREATED.to_string(), rfc3339(epoch)),
     ]);
+    // The recipe's own, over bareroot's.
+    annotations.extend(recipe.annotations.clone());
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),

@@ -286,7 +286,7 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
             .context_with(|| format!("build image {} for {platform}", recipe.name))?;
         images.push(image);
     }
-    let top = top_descriptor(recipe, &images, &mut layout)?;
+    let top = top_descriptor(recipe, ctx.epoch, &images, &mut layout)?;
     let referrers = images.iter().flat_map(|i| i.referrers.clone()).collect();
     layout.finish(top.clone(), referrers)?;
     trace("layout finished", t0);
@@ -321,18 +321,31 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
 /// every platform's.
 fn top_descriptor(
     recipe: &Recipe,
+    epoch: u64,
     images: &[BuiltImage],
     layout: &mut LayoutWriter,
 ) -> Result<Descriptor> {
-    let ref_name = BTreeMap::from([(oci::ANNOTATION_REF_NAME.to_string(), recipe.tag.clone())]);
+    // index.json names the image by its tag and by its full reference.
+    let ref_name = BTreeMap::from([
+        (oci::ANNOTATION_REF_NAME.to_string(), recipe.tag.clone()),
+        (
+            oci::ANNOTATION_CONTAINERD_NAME.to_string(),
+            crate::recipe::full_reference(&recipe.name, &recipe.tag),
+        ),
+    ]);
     let untagged = match images {
         [only] => only.manifest.clone(),
         _ => {
+            let mut annotations = BTreeMap::from([(
+                oci::ANNOTATION_CREATED.to_string(),
+                crate::timefmt::rfc3339(epoch),
+            )]);
+            annotations.extend(recipe.index_annotations.clone());
             let index = Index {
                 schema_version: 2,
                 media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
                 manifests: images.iter().map(|i| i.manifest.clone()).collect(),
-                annotations: BTreeMap::new(),
+                annotations,
             };
             layout.put_json(oci::MEDIA_TYPE_INDEX, &index)?
         }

@@ -33,6 +33,11 @@ pub const MAX_JSON: u64 = 4 << 20;
 /// The annotations naming the image an image is built on.
 pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+/// When the image was made: the epoch, as every other timestamp.
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+/// The image's full reference (`docker.io/library/jq:latest`), by which
+/// containerd, nerdctl and Docker 25+ name an imported image.
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const LAYOUT_VERSION: &str = "1.0.0";
 

@@ -16,6 +16,7 @@ mod faults;
 mod hardening;
 mod layers;
 mod multiarch;
+mod names;
 mod oracle;
 mod pull;
 mod regressions;
