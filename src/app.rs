@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::build::{self, BuildOptions};
 use crate::cli::{
-    BuildArgs, ClosureArgs, Command, InspectArgs, PullArgs, PushArgs, RunArgs, WhyArgs,
+    BuildArgs, ClosureArgs, Command, InspectArgs, LoadArgs, PullArgs, PushArgs, RunArgs, WhyArgs,
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::loader::closure::{Closure, Root, Side};
@@ -32,6 +32,7 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result
         Command::Push(a) => cmd_push(a, out, err),
         Command::Why(a) => cmd_why(a, out),
         Command::Pull(a) => cmd_pull(a, out, err),
+        Command::Load(a) => cmd_load(a, out),
     }
 }
 
@@ -51,8 +52,18 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
         Some(_) => Some(archive_platform(&recipe, a.platform.as_deref())?),
         None => None,
     };
+    let load = match &a.load {
+        Some(engine) => Some((
+            engine.parse::<crate::sink::load::Engine>()?,
+            archive_platform_for("--load", &recipe, a.platform.as_deref())?,
+        )),
+        None => None,
+    };
     let scratch = if a.output.is_none()
-        && (a.oci_archive.is_some() || a.docker_archive.is_some() || !refs.is_empty())
+        && (a.oci_archive.is_some()
+            || a.docker_archive.is_some()
+            || !refs.is_empty()
+            || load.is_some())
     {
         Some(
             tempfile::Builder::new()
@@ -127,6 +138,19 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
             );
         }
     }
+    if let Some((engine, platform)) = load {
+        let opts = crate::sink::load::LoadOptions {
+            engine,
+            platform: Some(platform),
+            namespace: a.namespace.clone(),
+            repo_tag: format!("{}:{}", recipe.name, recipe.tag),
+            epoch: result.epoch,
+        };
+        let answer = crate::sink::load::load(&result.output, &opts)?;
+        if !a.quiet {
+            let _ = writeln!(err, "{answer}");
+        }
+    }
     if !refs.is_empty() {
         let opts = crate::registry::PushOptions {
             insecure: a.insecure_registry.clone(),
@@ -161,7 +185,13 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
 /// The one platform `--docker-archive` takes, from the recipe's, by the
 /// rule `run` and `why` follow ([`choose_platform`]).
 fn archive_platform(recipe: &Recipe, flag: Option<&str>) -> Result<Platform> {
-    let fail = |e: Error| e.context(format!("build image {} for --docker-archive", recipe.name));
+    archive_platform_for("--docker-archive", recipe, flag)
+}
+
+/// The one platform an option that takes one image (`--docker-archive`,
+/// `--load`) takes, checked before the build.
+fn archive_platform_for(option: &str, recipe: &Recipe, flag: Option<&str>) -> Result<Platform> {
+    let fail = |e: Error| e.context(format!("build image {} for {option}", recipe.name));
     let want = flag.map(str::parse::<Platform>).transpose().map_err(fail)?;
     choose_platform(
         &recipe.platforms,
@@ -467,5 +497,44 @@ fn cmd_pull(a: PullArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32
         );
     }
     write_out(out, &format!("{}\n", top.digest))?;
+    Ok(0)
+}
+
+fn cmd_load(a: LoadArgs, out: &mut dyn Write) -> Result<i32> {
+    let layout = Layout::open(&a.image)?;
+    let top = layout.tops().next().ok_or_else(|| {
+        Error::msg(format!(
+            "load {}: the layout lists no image",
+            a.image.display()
+        ))
+    })?;
+    // The tag docker and podman give the image: the layout's full name,
+    // else its directory's name with the layout's tag.
+    let tag = top
+        .annotations
+        .get(crate::oci::ANNOTATION_REF_NAME)
+        .cloned()
+        .unwrap_or_else(|| "latest".into());
+    let repo_tag = match top.annotations.get(crate::oci::ANNOTATION_CONTAINERD_NAME) {
+        Some(full) => full.clone(),
+        None => {
+            let dir = std::fs::canonicalize(&a.image).unwrap_or_else(|_| a.image.clone());
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_else(|| "image".into());
+            format!("{name}:{tag}")
+        }
+    };
+    let epoch = 0;
+    let opts = crate::sink::load::LoadOptions {
+        engine: a.into.parse()?,
+        platform: a.platform.as_deref().map(str::parse).transpose()?,
+        namespace: a.namespace,
+        repo_tag,
+        epoch,
+    };
+    let answer = crate::sink::load::load(&a.image, &opts)?;
+    write_out(out, &format!("{answer}\n"))?;
     Ok(0)
 }

@@ -66,6 +66,29 @@ pub enum Command {
     /// to the registry's own host. Pulled blobs stay in the cache, so a
     /// later build on the same base pulls nothing.
     Pull(PullArgs),
+    /// Load an OCI image layout into a container engine's image store.
+    ///
+    /// The image goes to the engine as a tar stream on its standard input,
+    /// never as a file on disk: a docker-archive to `docker load` or
+    /// `podman load`, the oci-archive to containerd's `ctr images import`
+    /// (CONTAINERD_ADDRESS and CONTAINERD_SNAPSHOTTER are ctr's own, as
+    /// DOCKER_HOST is docker's). The engine's answer is printed.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// An OCI image layout directory (as `bareroot build` writes).
+    pub image: PathBuf,
+    /// The engine: docker, podman or containerd.
+    #[arg(long, value_name = "ENGINE")]
+    pub into: String,
+    /// Which image of a multi-platform layout [default: the host's, or the only one].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// containerd's namespace.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub namespace: String,
 }
 
 #[derive(Args, Debug)]
@@ -183,7 +206,8 @@ pub struct BuildArgs {
     /// OCI artifact whose subject is the image manifest.
     #[arg(long)]
     pub attach_sbom: bool,
-    /// The platform --docker-archive takes from a multi-platform image.
+    /// The platform --docker-archive and --load take from a multi-platform
+    /// image.
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
     /// Push the image to a registry as REF (repeatable: several tags or
@@ -212,6 +236,14 @@ pub struct BuildArgs {
     /// same sources as `bareroot pull`; relative paths from here).
     #[arg(long, value_name = "SOURCE")]
     pub base: Option<String>,
+    /// Load the image into a container engine when built: docker, podman
+    /// or containerd (the host platform's image, or the one --platform
+    /// names); see `bareroot load`.
+    #[arg(long, value_name = "ENGINE")]
+    pub load: Option<String>,
+    /// containerd's namespace, for --load containerd.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub namespace: String,
     /// Print nothing but the digest.
     #[arg(long, short = 'q')]
     pub quiet: bool,

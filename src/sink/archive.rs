@@ -20,6 +20,17 @@ use crate::recipe::ImagePath;
 
 /// Write the layout at `layout` as an oci-archive at `dest`.
 pub fn write_oci_archive(layout: &Path, dest: &Path, epoch: u64) -> Result<()> {
+    write_plan(&oci_archive_plan(layout)?, dest, epoch)
+}
+
+/// The oci-archive of `layout` as a tar stream on `out` (`--load
+/// containerd`).
+pub fn stream_oci_archive(layout: &Path, epoch: u64, out: &mut dyn Write) -> Result<()> {
+    layer::write_tar(&oci_archive_plan(layout)?, epoch, out).map(|_| ())
+}
+
+/// Every file of the layout, as archive entries.
+fn oci_archive_plan(layout: &Path) -> Result<Plan> {
     let mut plan = Plan::default();
     for e in walkdir::WalkDir::new(layout).sort_by_file_name() {
         let e =
@@ -33,7 +44,7 @@ pub fn write_oci_archive(layout: &Path, dest: &Path, epoch: u64) -> Result<()> {
         }
         add_file(&mut plan, &rel.to_string_lossy(), e.path())?;
     }
-    write_plan(&plan, dest, epoch)
+    Ok(plan)
 }
 
 /// Write one image of a layout as a docker-archive at `dest`, tagged
@@ -47,6 +58,30 @@ pub fn write_docker_archive(
     dest: &Path,
     epoch: u64,
 ) -> Result<()> {
+    let (plan, _scratch) = docker_archive_plan(layout, image, repo_tag)?;
+    write_plan(&plan, dest, epoch)
+}
+
+/// The docker-archive of one image as a tar stream on `out` (`--load
+/// docker|podman`: no file on disk).
+pub fn stream_docker_archive(
+    layout: &Layout,
+    image: &FoundImage,
+    repo_tag: &str,
+    epoch: u64,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (plan, _scratch) = docker_archive_plan(layout, image, repo_tag)?;
+    layer::write_tar(&plan, epoch, out).map(|_| ())
+}
+
+/// A docker-archive's entries, and the directory holding its two small
+/// JSON files (kept until the tar is written).
+fn docker_archive_plan(
+    layout: &Layout,
+    image: &FoundImage,
+    repo_tag: &str,
+) -> Result<(Plan, tempfile::TempDir)> {
     let blob = |d: &Digest| (format!("blobs/sha256/{}", d.hex()), layout.blob_path(d));
     let mut plan = Plan::default();
     let (config_name, config_path) = blob(&image.manifest.config.digest);
@@ -87,7 +122,7 @@ pub fn write_docker_archive(
         fs::write(&p, oci::canonical_json(&value)).with_path("write", &p)?;
         add_file(&mut plan, name, &p)?;
     }
-    write_plan(&plan, dest, epoch)
+    Ok((plan, scratch))
 }
 
 fn add_file(plan: &mut Plan, name: &str, src: &Path) -> Result<()> {

@@ -15,6 +15,7 @@ mod errors;
 mod faults;
 mod hardening;
 mod layers;
+mod load;
 mod multiarch;
 mod names;
 mod oracle;
