@@ -103,6 +103,9 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
     let result = build::build(&recipe, &opts);
     opts.progress.finish();
     let result = result?;
+    for n in &result.notes {
+        let _ = writeln!(err, "bareroot: note: {n}");
+    }
     for b in &result.bases {
         if !a.quiet {
             let _ = writeln!(err, "base {}: {}@{}", b.source, b.name, b.digest);

@@ -12,6 +12,7 @@ pub mod memo;
 pub mod platform;
 pub mod progress;
 pub mod timefmt;
+pub mod vcs;
 
 // Inputs, in pipeline order.
 pub mod app;

@@ -53,6 +53,7 @@ struct RawRecipe {
     dlopen: Option<String>,
     tmp: Option<bool>,
     ld_so_cache: Option<bool>,
+    vcs: Option<bool>,
     base: Option<RawBase>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
@@ -223,6 +224,9 @@ pub struct Recipe {
     pub annotations: BTreeMap<String, String>,
     /// `[index_annotations]`: on the image index of a multi-platform image.
     pub index_annotations: BTreeMap<String, String>,
+    /// `vcs = true`: annotate the source and revision of the git checkout
+    /// holding the recipe.
+    pub vcs: bool,
 }
 
 /// `[base]`, validated.
@@ -700,6 +704,7 @@ impl Recipe {
             base_image: base_spec,
             annotations: raw.annotations,
             index_annotations: raw.index_annotations,
+            vcs: raw.vcs.unwrap_or(false),
         })
     }
 }

@@ -40,6 +40,7 @@ pub fn image(
     layer: &LayerInfo,
     files: usize,
     base: Option<&Base>,
+    vcs: &BTreeMap<String, String>,
     layout: &mut LayoutWriter,
 ) -> Result<Image> {
     let mut config = config(recipe, platform, epoch, layer, files);
@@ -73,6 +74,7 @@ pub fn image(
         (ANNOTATION_COMPRESSION.to_string(), compression.describe()),
         (oci::ANNOTATION_CREATED.to_string(), rfc3339(epoch)),
     ]);
+    annotations.extend(vcs.clone());
     // The recipe's own, over bareroot's.
     annotations.extend(recipe.annotations.clone());
     let manifest = Manifest {

@@ -112,6 +112,8 @@ pub struct BuildResult {
     pub images: Vec<BuiltImage>,
     /// The bases built on, as fetched.
     pub bases: Vec<BaseUsed>,
+    /// What the user should know about the build (stderr).
+    pub notes: Vec<String>,
 }
 
 /// A base a build used: the source as written, and what it resolved to.
@@ -154,6 +156,9 @@ pub const ANNOTATION_VERSION: &str = "dev.bareroot.version";
 /// Manifest annotation: the layer's compression and its implementation
 /// ([`Compression::describe`]).
 pub const ANNOTATION_COMPRESSION: &str = "dev.bareroot.compression";
+/// `vcs = true`: the repository and the commit the recipe was built from.
+pub const ANNOTATION_SOURCE: &str = "org.opencontainers.image.source";
+pub const ANNOTATION_REVISION: &str = "org.opencontainers.image.revision";
 
 /// Everything worked out once before any platform is built: the epoch,
 /// the output, the toolchains (the recipe's own included) and the stat
@@ -168,11 +173,15 @@ struct Context<'a> {
     stat_cache: Option<PathBuf>,
     /// The base, fetched once for every platform that uses each source.
     base: Option<(BaseSpec, Vec<Fetched>)>,
+    /// `vcs = true`: the annotations of the checkout holding the recipe.
+    vcs: BTreeMap<String, String>,
+    /// What the user should know (a dirty checkout).
+    notes: Vec<String>,
 }
 
 impl<'a> Context<'a> {
     fn new(recipe: &'a Recipe, opts: &'a BuildOptions) -> Result<Context<'a>> {
-        Ok(Context {
+        Context {
             recipe,
             opts,
             epoch: resolve_epoch(opts.epoch, opts.source_date_epoch.as_deref(), recipe.epoch)?,
@@ -187,7 +196,32 @@ impl<'a> Context<'a> {
                 .filter(|_| !opts.no_cache)
                 .map(|c| c.root().join("digests.json")),
             base: fetch_bases(recipe, opts)?,
-        })
+            vcs: BTreeMap::new(),
+            notes: Vec::new(),
+        }
+        .with_vcs()
+    }
+
+    /// Read the checkout holding the recipe, if `vcs = true`.
+    fn with_vcs(mut self) -> Result<Context<'a>> {
+        if !self.recipe.vcs {
+            return Ok(self);
+        }
+        let c = crate::vcs::checkout(&self.recipe.base)?;
+        self.vcs
+            .insert(ANNOTATION_REVISION.to_string(), c.revision.clone());
+        if let Some(s) = &c.source {
+            self.vcs.insert(ANNOTATION_SOURCE.to_string(), s.clone());
+        }
+        if c.dirty {
+            self.notes.push(format!(
+                "the git checkout holding {} has uncommitted changes: the image may hold what \
+                 revision {} does not",
+                self.recipe.path.display(),
+                &c.revision[..12]
+            ));
+        }
+        Ok(self)
     }
 
     /// The platform's base, opened (its layers applied).
@@ -286,7 +320,7 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
             .context_with(|| format!("build image {} for {platform}", recipe.name))?;
         images.push(image);
     }
-    let top = top_descriptor(recipe, ctx.epoch, &images, &mut layout)?;
+    let top = top_descriptor(recipe, ctx.epoch, &ctx.vcs, &images, &mut layout)?;
     let referrers = images.iter().flat_map(|i| i.referrers.clone()).collect();
     layout.finish(top.clone(), referrers)?;
     trace("layout finished", t0);
@@ -314,6 +348,7 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
         top,
         images,
         bases,
+        notes: ctx.notes,
     })
 }
 
@@ -322,6 +357,7 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
 fn top_descriptor(
     recipe: &Recipe,
     epoch: u64,
+    vcs: &BTreeMap<String, String>,
     images: &[BuiltImage],
     layout: &mut LayoutWriter,
 ) -> Result<Descriptor> {
@@ -340,6 +376,7 @@ fn top_descriptor(
                 oci::ANNOTATION_CREATED.to_string(),
                 crate::timefmt::rfc3339(epoch),
             )]);
+            annotations.extend(vcs.clone());
             annotations.extend(recipe.index_annotations.clone());
             let index = Index {
                 schema_version: 2,
@@ -398,6 +435,7 @@ fn build_platform(
         &layer.info,
         files,
         base.as_ref(),
+        &ctx.vcs,
         layout,
     )?;
     let sbom = sbom::sbom(recipe, platform, epoch, opts, &planned, &layer, &image)?;

@@ -94,3 +94,79 @@ fn index_json_names_the_full_reference_and_annotations_reach_their_blobs() {
         .arg("inspect")
         .arg(format!("oci:{}:latest", out.display())));
 }
+
+#[test]
+fn vcs_true_annotates_the_commit_and_names_a_dirty_tree() {
+    let tmp = tempdir();
+    let d = tmp.path().join("repo");
+    fs::create_dir(&d).unwrap();
+    let git = |args: &[&str]| {
+        ok(std::process::Command::new("git")
+            .arg("-C")
+            .arg(&d)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args))
+    };
+    git(&["init", "-q"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://user:secret@git.example.org/acme/app.git",
+    ]);
+    fs::write(d.join("hello.txt"), "hello\n").unwrap();
+    fs::write(
+        d.join("r.toml"),
+        "name = \"vcs\"\nvcs = true\n[[file]]\nsrc = \"hello.txt\"\ndest = \"/hello.txt\"\n",
+    )
+    .unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one"]);
+    let head = git(&["rev-parse", "HEAD"]).trim().to_string();
+    let build = |out: &str| {
+        let o = run(bareroot()
+            .args(["build", "--output"])
+            .arg(tmp.path().join(out))
+            .arg(d.join("r.toml")));
+        assert!(o.status.success(), "{}", stderr(&o));
+        (last_line(&stdout(&o)), stderr(&o))
+    };
+    let (a, err) = build("a");
+    assert!(!err.contains("uncommitted"), "{err}");
+    let (b, _) = build("b");
+    assert_eq!(a, b, "one commit, one image");
+    let index = json(&tmp.path().join("a/index.json"));
+    let manifest = blob(
+        &tmp.path().join("a"),
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    );
+    let ann = &manifest["annotations"];
+    assert_eq!(
+        ann["org.opencontainers.image.revision"],
+        head.as_str(),
+        "{ann}"
+    );
+    assert_eq!(
+        ann["org.opencontainers.image.source"], "https://git.example.org/acme/app.git",
+        "no credentials in the annotation: {ann}"
+    );
+
+    // A change not committed: the same annotations, and a note.
+    fs::write(d.join("hello.txt"), "changed\n").unwrap();
+    let (_, err) = build("c");
+    assert!(err.contains("uncommitted changes"), "{err}");
+
+    // Outside a checkout: one line.
+    let plain = tmp.path().join("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::copy(d.join("r.toml"), plain.join("r.toml")).unwrap();
+    fs::copy(d.join("hello.txt"), plain.join("hello.txt")).unwrap();
+    let o = run(bareroot()
+        .args(["build", "--output"])
+        .arg(tmp.path().join("never"))
+        .arg(plain.join("r.toml")));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("git checkout"), "{err}");
+}
