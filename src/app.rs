@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::build::{self, BuildOptions};
 use crate::cli::{
-    BuildArgs, ClosureArgs, Command, InspectArgs, LoadArgs, PullArgs, PushArgs, RunArgs, WhyArgs,
+    BuildArgs, ClosureArgs, Command, CompletionsArgs, InspectArgs, LoadArgs, ManArgs, PullArgs,
+    PushArgs, RunArgs, WhyArgs,
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::loader::closure::{Closure, Root, Side};
@@ -33,7 +34,77 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result
         Command::Why(a) => cmd_why(a, out),
         Command::Pull(a) => cmd_pull(a, out, err),
         Command::Load(a) => cmd_load(a, out),
+        Command::Completions(a) => cmd_completions(a, out),
+        Command::Man(a) => cmd_man(a, out),
     }
+}
+
+fn cmd_completions(a: CompletionsArgs, out: &mut dyn Write) -> Result<i32> {
+    use clap_complete::Shell;
+    let shell = match a.shell {
+        crate::cli::Shell::Bash => Shell::Bash,
+        crate::cli::Shell::Zsh => Shell::Zsh,
+        crate::cli::Shell::Fish => Shell::Fish,
+    };
+    let mut script = Vec::new();
+    let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "bareroot", &mut script);
+    write_out(out, &String::from_utf8_lossy(&script))?;
+    Ok(0)
+}
+
+fn cmd_man(a: ManArgs, out: &mut dyn Write) -> Result<i32> {
+    let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    match &a.output {
+        None => {
+            // As generate_to renders bareroot.1: without the `help` command,
+            // which has no page of its own.
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd.disable_help_subcommand(true))
+                .render(&mut page)
+                .map_err(|e| Error::io("render man page", "bareroot.1", e))?;
+            write_out(out, &String::from_utf8_lossy(&page))?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+            clap_mangen::generate_to(cmd, dir)
+                .map_err(|e| Error::io("write man pages to", dir, e))?;
+        }
+    }
+    Ok(0)
+}
+
+/// Write one `REF@DIGEST` line per pushed reference to `file`, through a
+/// temporary file beside it (a reader sees the old file or the new one).
+fn write_image_refs(file: &Path, reports: &[crate::registry::PushReport]) -> Result<()> {
+    let mut text = String::new();
+    for r in reports {
+        // A reference given with its digest is written with it once.
+        let name = r
+            .reference
+            .split_once('@')
+            .map_or(&*r.reference, |(n, _)| n);
+        text.push_str(&format!("{name}@{}\n", r.digest));
+    }
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".bareroot-image-refs-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io("create temporary file in", &dir, e))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io("write", file, e))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io("write", file, e))?;
+    }
+    tmp.persist(file)
+        .map_err(|e| Error::io("write image refs", file, e.error))?;
+    Ok(())
 }
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
@@ -43,6 +114,9 @@ fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
 }
 
 fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+    if a.image_refs.is_some() && a.push.is_empty() {
+        return Err(Error::msg("--image-refs needs --push"));
+    }
     let recipe = Recipe::load(&a.recipe)?;
     let sysroots = parse_sysroots(&a.sysroot)?;
     // Parse references and choose the docker-archive's platform before
@@ -163,6 +237,9 @@ fn cmd_build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i
         let reports = crate::registry::push(&result.output, &refs, &opts)?;
         if !a.quiet {
             report_pushes(err, &reports);
+        }
+        if let Some(f) = &a.image_refs {
+            write_image_refs(f, &reports)?;
         }
     }
     if !a.quiet && scratch.is_none() {
@@ -391,6 +468,9 @@ fn cmd_push(a: PushArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32
     let reports = crate::registry::push(&a.image, &refs, &opts)?;
     if !a.quiet {
         report_pushes(err, &reports);
+    }
+    if let Some(f) = &a.image_refs {
+        write_image_refs(f, &reports)?;
     }
     if let Some(r) = reports.first() {
         write_out(out, &format!("{}\n", r.digest))?;

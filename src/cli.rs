@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Assemble minimal, reproducible OCI images from host binaries and the
 /// exact shared-library closure the dynamic loader would open for them.
@@ -12,7 +12,13 @@ use clap::{Args, Parser, Subcommand};
     version,
     about,
     long_about = None,
-    after_help = "Example:\n  bareroot build recipes/shell.toml     # writes out/shell, prints its digest\n  podman run --rm oci:out/shell:latest\n  bareroot closure /usr/bin/jq           # what the loader would open"
+    after_help = "Example:\n  bareroot build recipes/shell.toml     # writes out/shell, prints its digest\n  podman run --rm oci:out/shell:latest\n  bareroot closure /usr/bin/jq           # what the loader would open\n\n\
+Exit status:\n  \
+0    success\n  \
+1    closure: a library (or the interpreter) was not found\n  \
+2    an error, one line on stderr (\"bareroot: ...\"); also a usage error\n  \
+run  the program's own exit status, or 128+N if signal N killed it; 2 if\n       \
+bareroot fails before the program starts"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -76,6 +82,17 @@ pub enum Command {
     /// (CONTAINERD_ADDRESS and CONTAINERD_SNAPSHOTTER are ctr's own, as
     /// DOCKER_HOST is docker's). The engine's answer is printed.
     Load(LoadArgs),
+    /// Print a shell completion script for bareroot.
+    ///
+    /// bash: `source <(bareroot completions bash)`; zsh: write it as `_bareroot`
+    /// in a directory on $fpath; fish: write it to
+    /// ~/.config/fish/completions/bareroot.fish.
+    Completions(CompletionsArgs),
+    /// Print bareroot's man page (roff), or write one page per command.
+    ///
+    /// `bareroot man | man -l -` reads it; `--output DIR` writes bareroot.1,
+    /// bareroot-build.1, … for installing under man1/.
+    Man(ManArgs),
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +108,28 @@ pub struct LoadArgs {
     /// containerd's namespace.
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub namespace: String,
+}
+
+/// The shells `bareroot completions` writes scripts for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    pub shell: Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write bareroot.1 and one bareroot-COMMAND.1 per command into DIR
+    /// (created if missing) instead of printing bareroot.1.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -149,6 +188,10 @@ pub struct PushArgs {
     /// Upload blobs larger than this many bytes in chunks of it.
     #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
     pub chunk_size: u64,
+    /// After the push, write one REF@DIGEST line per reference pushed (the
+    /// digest of the image or index) to FILE, replaced atomically.
+    #[arg(long, value_name = "FILE")]
+    pub image_refs: Option<PathBuf>,
     /// No progress bars or summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -223,6 +266,11 @@ pub struct BuildArgs {
     /// Upload blobs larger than this many bytes in chunks of it (--push).
     #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
     pub chunk_size: u64,
+    /// After the push, write one REF@DIGEST line per --push reference (the
+    /// digest of the image or index) to FILE, replaced atomically. Needs
+    /// --push.
+    #[arg(long, value_name = "FILE")]
+    pub image_refs: Option<PathBuf>,
     /// Timestamp for every file and for `created`, in seconds since 1970.
     /// Overrides SOURCE_DATE_EPOCH, which overrides the recipe's `epoch`.
     #[arg(long, value_name = "SECONDS")]

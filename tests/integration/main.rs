@@ -6,6 +6,7 @@
 mod support;
 
 mod base;
+mod cli;
 mod conformance;
 mod distribution;
 mod e2e;
