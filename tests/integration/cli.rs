@@ -19,6 +19,7 @@ const COMMANDS: &[&str] = &[
     "push",
     "why",
     "pull",
+    "load",
     "completions",
     "man",
 ];
