@@ -39,6 +39,10 @@ needs=(
   oci-image-tool:oci-image-tool
   getfattr:attr
   setpriv:util-linux
+  # Real Docker Engine and containerd, started by tests/integration/engines.rs.
+  dockerd:docker.io
+  containerd:containerd
+  ctr:containerd
   # Real Debian base images for the [base] tests (fetched from the Debian archive).
   mmdebstrap:mmdebstrap
 )
