@@ -12,6 +12,7 @@ mod distribution;
 mod e2e;
 mod elf_variants;
 mod elfgen;
+mod engines;
 mod errors;
 mod faults;
 mod hardening;
