@@ -1,6 +1,8 @@
 //! Real engines: Debian's Docker Engine (`dockerd`, docker.io) and
 //! `containerd`, started by these tests in a temporary directory of their
-//! own (no /etc, /var/lib or /run of the machine) and stopped at exit.
+//! own (not the machine's /etc, /var/lib or /opt; only containerd 1.6's
+//! shim sockets go to /run/containerd/s, a path it hard-codes) and stopped
+//! at exit.
 //! Every recipe in recipes/ is built once (docker-archive and oci-archive,
 //! and a push to a loopback docker-registry for the multi-arch and the
 //! base-image recipes), then loaded and run by `docker` and by `ctr`; the
