@@ -100,23 +100,54 @@ impl Drop for Engines {
             // containerd's shims leave its process group; they name the
             // socket in their arguments.
             kill_processes_naming(dir.path());
+            unmount_under(dir.path());
             let _ = dir.close();
         }
     }
 }
 
-/// SIGKILL every process whose command line mentions `dir`.
+/// SIGKILL every process whose command line mentions `dir`, and wait
+/// (up to 10 s) until none is left: a dying daemon still writes there.
 fn kill_processes_naming(dir: &Path) {
     let needle = dir.as_os_str().as_encoded_bytes();
-    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut found = false;
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            // A zombie's command line is empty: it is gone for our purpose.
+            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if cmdline.windows(needle.len()).any(|w| w == needle) {
+                found = true;
+                // SAFETY: kill(2) on a pid read from /proc.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        if !found || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Detach every mount under `dir`, deepest first: dockerd bind-mounts its
+/// data root onto itself and, when killed, leaves it mounted.
+fn unmount_under(dir: &Path) {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in points {
+        let Ok(c) = std::ffi::CString::new(m) else {
             continue;
         };
-        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if cmdline.windows(needle.len()).any(|w| w == needle) {
-            // SAFETY: kill(2) on a pid read from /proc.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        // SAFETY: umount2(2) with a NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
 }
 
@@ -162,12 +193,14 @@ fn start(engines: &mut Engines) -> Endpoints {
         "this test needs /usr/bin/docker: install it with `apt-get install docker.io` \
          (or run scripts/test.sh)"
     );
+    sweep_stale_runs();
     // Unix socket paths are limited to 108 bytes: a short directory in /tmp.
     let dir = tempfile::Builder::new()
         .prefix("brE")
         .tempdir_in("/tmp")
         .unwrap();
     let d = dir.path().to_path_buf();
+    fs::write(d.join("owner"), std::process::id().to_string()).unwrap();
     engines.dir = Some(dir);
     let sock = d.join("c.sock");
     // A config of our own: without one containerd reads
@@ -261,6 +294,29 @@ fn start(engines: &mut Engines) -> Endpoints {
     };
     engines.registry = Some(registry);
     endpoints
+}
+
+/// A test process killed outright (SIGKILL, a CI timeout) runs no atexit:
+/// its daemons, in their own process groups, outlive it. Stop those of
+/// every /tmp/brE* directory whose owner process is gone.
+fn sweep_stale_runs() {
+    for e in fs::read_dir("/tmp").into_iter().flatten().flatten() {
+        let path = e.path();
+        if !e.file_name().to_string_lossy().starts_with("brE") {
+            continue;
+        }
+        let Some(owner) = fs::read_to_string(path.join("owner"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{owner}")).exists() {
+            kill_processes_naming(&path);
+            unmount_under(&path);
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Poll `ready` for 60 s; fail with the daemon's log.
