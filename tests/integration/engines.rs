@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::distribution::Registry;
-use crate::support::{self, bareroot, require, run, stderr, stdout};
+use crate::support::{self, bareroot, repo, require, run, stderr, stdout, tempdir};
 
 // ----------------------------------------------------------------- daemons
 
@@ -702,10 +702,93 @@ fn docker_pulls_and_runs_the_pushed_image_on_a_debian_base() {
 /// ctr names an imported image by the archive index's
 /// `io.containerd.image.name` annotation, else `import-DATE:latest`.
 #[test]
-#[ignore = "needs io.containerd.image.name (issue 14)"]
 fn ctr_import_names_the_image_by_its_full_name() {
     let image = ctr_import_and_run("shell", "bareroot-names");
-    // THE PART THAT NEEDS io.containerd.image.name (issue 14): today ctr
-    // names it import-DATE:latest.
+    // From index.json's io.containerd.image.name (without it, ctr names
+    // it import-DATE:latest).
     assert_eq!(image, "docker.io/library/shell:latest");
+}
+
+/// `build --load docker` and `--load containerd`: the image streamed into
+/// the engine (no archive on disk), the engine's answer shown, and the
+/// image runs under its name.
+#[test]
+fn build_load_hands_the_image_to_docker_and_to_containerd() {
+    let e = engines();
+    let tmp = tempdir();
+    let recipe = repo().join("recipes/hello.toml");
+    // bareroot runs `docker` from PATH: the packaged client first.
+    let path = format!(
+        "{}:{}",
+        e.docker.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = run(bareroot()
+        .env("PATH", &path)
+        .env("DOCKER_HOST", &e.docker_host)
+        .env("DOCKER_CONFIG", &e.docker_config)
+        .args(["build", "--load", "docker", "--output"])
+        .arg(tmp.path().join("docker"))
+        .arg(&recipe));
+    assert!(
+        o.status.success(),
+        "build --load docker: {}{}",
+        stderr(&o),
+        daemon_logs()
+    );
+    assert!(
+        stderr(&o).contains("Loaded image: hello:latest"),
+        "{}",
+        stderr(&o)
+    );
+    let out = ok(
+        &mut docker_cmd(&e, &["run", "--rm", "--network", "none", "hello:latest"]),
+        "docker run hello:latest",
+    );
+    assert_says("hello", "docker run after --load docker", &out);
+
+    let ns = "bareroot-load";
+    let o = run(bareroot()
+        .env("CONTAINERD_ADDRESS", &e.containerd_sock)
+        .env("CONTAINERD_SNAPSHOTTER", "native")
+        .args([
+            "build",
+            "--load",
+            "containerd",
+            "--namespace",
+            ns,
+            "--output",
+        ])
+        .arg(tmp.path().join("containerd"))
+        .arg(&recipe));
+    assert!(
+        o.status.success(),
+        "build --load containerd: {}{}",
+        stderr(&o),
+        daemon_logs()
+    );
+    let listed = ok(
+        &mut ctr_cmd(&e, ns, &["images", "ls", "-q"]),
+        "ctr images ls",
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l == "docker.io/library/hello:latest"),
+        "--load containerd names the image by its full name: {listed:?}"
+    );
+    let out = ok(
+        ctr_cmd(&e, ns, &["run", "--snapshotter", "native", "--rm"])
+            .arg("--fifo-dir")
+            .arg(e.ctr_run_dir.join("fifo"))
+            .arg("--runc-root")
+            .arg(e.ctr_run_dir.join("runc"))
+            .args(["docker.io/library/hello:latest", "load-hello"]),
+        "ctr run after --load containerd",
+    );
+    assert_says("hello", "ctr run after --load containerd", &out);
+    ok(
+        &mut ctr_cmd(&e, ns, &["images", "rm", "docker.io/library/hello:latest"]),
+        "ctr images rm",
+    );
 }
