@@ -792,3 +792,68 @@ fn build_load_hands_the_image_to_docker_and_to_containerd() {
         "ctr images rm",
     );
 }
+
+/// `[config] volumes`, labels and `[annotations]` as other tools read
+/// them back: `docker image inspect` of the loaded image, and skopeo's
+/// view of the layout.
+#[test]
+fn volumes_labels_and_annotations_read_back_by_docker_and_skopeo() {
+    let e = engines();
+    let tmp = tempdir();
+    fs::write(tmp.path().join("hello.txt"), "hello\n").unwrap();
+    let recipe = tmp.path().join("meta.toml");
+    fs::write(
+        &recipe,
+        "name = \"bareroot-meta\"\n[config]\nvolumes = [\"/data\"]\n\
+         labels = { \"org.example.team\" = \"infra\" }\n\
+         [annotations]\n\"org.opencontainers.image.title\" = \"meta\"\n\
+         [[file]]\nsrc = \"hello.txt\"\ndest = \"/hello.txt\"\n",
+    )
+    .unwrap();
+    let layout = tmp.path().join("layout");
+    let archive = tmp.path().join("meta.tar");
+    let o = run(bareroot()
+        .args(["build", "--quiet", "--output"])
+        .arg(&layout)
+        .arg("--docker-archive")
+        .arg(&archive)
+        .arg(&recipe));
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(
+        docker_cmd(&e, &["load", "-i"]).arg(&archive),
+        "docker load of the meta image",
+    );
+    let inspected = ok(
+        &mut docker_cmd(&e, &["image", "inspect", "bareroot-meta:latest"]),
+        "docker image inspect",
+    );
+    let v: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    let config = &v[0]["Config"];
+    assert!(config["Volumes"]["/data"].is_object(), "{config}");
+    assert_eq!(config["Labels"]["org.example.team"], "infra", "{config}");
+
+    let skopeo = require("skopeo", "skopeo");
+    let raw = ok(
+        Command::new(&skopeo)
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:latest", layout.display())),
+        "skopeo inspect --raw",
+    );
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.title"], "meta",
+        "{m}"
+    );
+    assert!(
+        m["annotations"]["org.opencontainers.image.created"].is_string(),
+        "{m}"
+    );
+    let cfg = ok(
+        Command::new(&skopeo)
+            .args(["inspect", "--config"])
+            .arg(format!("oci:{}:latest", layout.display())),
+        "skopeo inspect --config",
+    );
+    let c: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    assert!(c["config"]["Volumes"]["/data"].is_object(), "{c}");
+}
