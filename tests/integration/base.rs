@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+
+use crate::distribution::Registry;
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
@@ -854,90 +854,15 @@ fn base_two_platforms_each_take_their_own_base() {
 const USER: &str = "puller";
 const PASSWORD: &str = "Pw-base-7d1e-never-printed";
 
-/// Debian's docker-registry with htpasswd auth on a free loopback port,
-/// killed on drop (or by `stop`).
-struct Registry {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let exe = require("docker-registry", "docker-registry");
-        let htpasswd = require("htpasswd", "apache2-utils");
-        let dir = support::tempdir();
-        let o = run(Command::new(htpasswd).args(["-Bbn", USER, PASSWORD]));
-        assert_success(&o, "htpasswd");
-        let pw = dir.path().join("htpasswd");
-        fs::write(&pw, &o.stdout).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-            dir.path().join("data").display(),
-            pw.display()
-        );
-        let config_file = dir.path().join("config.yml");
-        fs::write(&config_file, config).unwrap();
-        let log = dir.path().join("registry.log");
-        let f = fs::File::create(&log).unwrap();
-        let child = Command::new(exe)
-            .arg("serve")
-            .arg(&config_file)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .expect("start docker-registry");
-        let mut reg = Registry {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Some(status) = reg.child.try_wait().unwrap() {
-                panic!("docker-registry exited ({status}):\n{}", reg.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not listen within 20s:\n{}",
-                reg.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reg
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        format!(
-            "\nregistry log:\n{}",
-            fs::read_to_string(&self.log).unwrap_or_default()
-        )
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// distribution.rs's docker-registry harness with htpasswd auth for this
+/// file's user; the password file lives in `dir`.
+fn registry_with_auth(dir: &Path) -> Registry {
+    let htpasswd = require("htpasswd", "apache2-utils");
+    let o = run(Command::new(htpasswd).args(["-Bbn", USER, PASSWORD]));
+    assert_success(&o, "htpasswd");
+    let pw = dir.join("htpasswd");
+    fs::write(&pw, &o.stdout).unwrap();
+    Registry::start(Some(&pw))
 }
 
 fn auth_json(host: &str) -> String {
@@ -959,9 +884,9 @@ fn registry_manifest(reference: &str) -> Vec<u8> {
 #[test]
 fn base_from_a_registry_by_tag_then_pinned_with_the_registry_stopped() {
     require("skopeo", "skopeo");
-    let mut reg = Registry::start();
-    let host = reg.host();
     let work = fresh("registry");
+    let reg = registry_with_auth(&work);
+    let host = reg.host();
     let auth = work.join("auth.json");
     fs::write(&auth, auth_json(&host)).unwrap();
 
@@ -1194,7 +1119,7 @@ fn base_from_a_registry_by_tag_then_pinned_with_the_registry_stopped() {
 
     // The registry is gone: a tag fails in one line, a digest builds from
     // the cache, to the same image.
-    reg.stop();
+    drop(reg);
     let (_, reference, cache, _, _) = &results[1];
     let out = work.join("tag-offline");
     let o =
