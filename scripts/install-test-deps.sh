@@ -45,6 +45,8 @@ needs=(
   ctr:containerd
   # Real Debian base images for the [base] tests (fetched from the Debian archive).
   mmdebstrap:mmdebstrap
+  # Go, to build the program of recipes/go.toml (recipes/go/build.sh).
+  go:golang-go
 )
 missing=()
 for pair in "${needs[@]}"; do

@@ -7,9 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
-# Test inputs made from those packages: the cross-compiled example programs
+# Test inputs made from those packages: the cross-compiled example programs,
+# the Go program of recipes/go.toml,
 # and a sysroot of real Debian arm64 packages (no emulation needed to build).
 bash recipes/multiarch/build.sh
+bash recipes/go/build.sh
 bash scripts/debian-sysroot.sh arm64 target/test-sysroots/debian-arm64 \
   jq libjq1 libonig5 libc6 libgcc-s1 sqlite3 libsqlite3-0 libreadline8 libtinfo6 zlib1g
 # Real Debian root filesystems (mmdebstrap), the tests' base images: jq on

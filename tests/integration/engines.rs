@@ -5,8 +5,10 @@
 //! at exit.
 //! Every recipe in recipes/ is built once (docker-archive and oci-archive,
 //! and a push to a loopback docker-registry for the multi-arch and the
-//! base-image recipes), then loaded and run by `docker` and by `ctr`; the
-//! output must be what the README (or the recipe's header) says it prints.
+//! base-image recipes), then loaded and run by `docker`, by `ctr` and by
+//! `podman` (its own store, as support.rs sets it up), and the pushed ones
+//! pulled by `docker` and `podman`; the output must be what the README (or
+//! the recipe's header) says it prints.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -442,6 +444,14 @@ const RECIPES: &[(&str, Says, Needs)] = &[
         Says::Exactly("hello from a bareroot image\n"),
         &[],
     ),
+    (
+        "go",
+        Says::Exactly("hello from a Go program (example.com/greeting v1.2.3)\n"),
+        &[(
+            "recipes/go/build/hello-go",
+            "bash recipes/go/build.sh (apt-get install golang-go)",
+        )],
+    ),
     ("hello", Says::Exactly("hello from a bareroot image\n"), &[]),
     (
         "jq",
@@ -616,6 +626,42 @@ fn ctr_import_and_run(name: &'static str, ns: &str) -> String {
     image
 }
 
+/// `podman load` the oci-archive (podman names it from the archive's
+/// index), run the image it names, remove it.
+fn podman_load_and_run(name: &'static str) {
+    let podman = support::Podman::get();
+    let a = archives(name);
+    let loaded = ok(
+        podman.cmd().args(["load", "-q", "-i"]).arg(&a.oci),
+        &format!("podman load -i {name}.oci.tar"),
+    );
+    let image = loaded
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .unwrap_or_else(|| panic!("podman load named no image: {loaded:?}"))
+        .trim()
+        .to_string();
+    assert!(
+        image.starts_with("docker.io/library/"),
+        "podman names the image by its full name, not {image}"
+    );
+    podman_run(name, &image);
+}
+
+/// `podman run` an image in podman's store, then remove it.
+fn podman_run(name: &str, image: &str) {
+    let podman = support::Podman::get();
+    let out = ok(
+        podman
+            .cmd()
+            .args(["run", "--rm", "--network", "none", image])
+            .stdin(Stdio::null()),
+        &format!("podman run {image}"),
+    );
+    let _ = support::run(podman.cmd().args(["rmi", "--force", image]));
+    assert_says(name, &format!("podman run {image}"), &out);
+}
+
 #[test]
 fn recipes_table_lists_every_recipe() {
     let on_disk: BTreeSet<String> = fs::read_dir(support::repo().join("recipes"))
@@ -637,21 +683,23 @@ macro_rules! recipe_tests {
         fn $test() {
             docker_load_and_run($name);
             ctr_import_and_run($name, concat!("bareroot-", $name));
+            podman_load_and_run($name);
         }
     )*};
 }
 
 recipe_tests! {
-    busybox_runs_under_docker_and_containerd: "busybox",
-    distroless_runs_under_docker_and_containerd: "distroless",
-    hello_files_runs_under_docker_and_containerd: "hello-files",
-    hello_runs_under_docker_and_containerd: "hello",
-    jq_runs_under_docker_and_containerd: "jq",
-    multiarch_runs_under_docker_and_containerd: "multiarch",
-    on_debian_runs_under_docker_and_containerd: "on-debian",
-    python_runs_under_docker_and_containerd: "python",
-    shell_runs_under_docker_and_containerd: "shell",
-    tools_arm64_runs_under_docker_and_containerd: "tools-arm64",
+    go_runs_under_docker_containerd_and_podman: "go",
+    busybox_runs_under_docker_containerd_and_podman: "busybox",
+    distroless_runs_under_docker_containerd_and_podman: "distroless",
+    hello_files_runs_under_docker_containerd_and_podman: "hello-files",
+    hello_runs_under_docker_containerd_and_podman: "hello",
+    jq_runs_under_docker_containerd_and_podman: "jq",
+    multiarch_runs_under_docker_containerd_and_podman: "multiarch",
+    on_debian_runs_under_docker_containerd_and_podman: "on-debian",
+    python_runs_under_docker_containerd_and_podman: "python",
+    shell_runs_under_docker_containerd_and_podman: "shell",
+    tools_arm64_runs_under_docker_containerd_and_podman: "tools-arm64",
 }
 
 /// `docker pull` of what `bareroot build --push` sent to the loopback
@@ -689,14 +737,45 @@ fn docker_pull_and_run(name: &'static str) {
     assert_says(name, &format!("docker run {reference}"), &out);
 }
 
-#[test]
-fn docker_pulls_and_runs_the_pushed_multiarch_index() {
-    docker_pull_and_run("multiarch");
+/// `podman pull` of the same push (plain HTTP: `--tls-verify=false`),
+/// then run.
+fn podman_pull_and_run(name: &'static str) {
+    let (reference, digest) = archives(name).pushed.clone().expect("a PUSHED recipe");
+    let podman = support::Podman::get();
+    ok(
+        podman
+            .cmd()
+            .args(["pull", "-q", "--tls-verify=false", &reference]),
+        &format!("podman pull {reference}"),
+    );
+    let inspect = ok(
+        podman.cmd().args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &reference,
+        ]),
+        "podman image inspect",
+    );
+    let repo = reference.rsplit_once(':').unwrap().0;
+    assert!(
+        inspect.contains(&format!("\"{repo}@{digest}\"")),
+        "podman pulled {reference} as {inspect:?}, not the {digest} bareroot pushed"
+    );
+    podman_run(name, &reference);
 }
 
 #[test]
-fn docker_pulls_and_runs_the_pushed_image_on_a_debian_base() {
+fn docker_and_podman_pull_and_run_the_pushed_multiarch_index() {
+    docker_pull_and_run("multiarch");
+    podman_pull_and_run("multiarch");
+}
+
+#[test]
+fn docker_and_podman_pull_and_run_the_pushed_image_on_a_debian_base() {
     docker_pull_and_run("on-debian");
+    podman_pull_and_run("on-debian");
 }
 
 /// ctr names an imported image by the archive index's
