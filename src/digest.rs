@@ -7,10 +7,17 @@
 //! file the layer pass did not read.
 //!
 //! With a layer cache, the digests also persist between builds in a stat
-//! cache (`digests.json` in the cache directory): an entry is used only
-//! when the file's path, device, inode, size, mtime and ctime (which no
-//! user can set back) are all unchanged; on any doubt the file is read and
-//! hashed again. `--no-cache` neither reads nor writes the stat cache.
+//! cache: an entry is used only when the file's path, device, inode, size,
+//! mtime and ctime (which no user can set back) are all unchanged; on any
+//! doubt the file is read and hashed again. `--no-cache` neither reads nor
+//! writes the stat cache.
+//!
+//! The stat cache has one file per recipe (`stat/<hash of the recipe's
+//! path>.bin` in the cache directory), holding the digests of exactly the
+//! files that recipe's last build used: a build loads and rewrites only its
+//! own inputs, whatever else was built before. The file is compact and
+//! versioned ([`save`] says how it is laid out) and checked whole (CRC-32)
+//! on load; a file that fails any check is an empty cache.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -112,7 +119,7 @@ pub struct Digests {
 /// What identifies a file's content without reading it: device, inode,
 /// size, mtime and ctime (seconds and nanoseconds). A file rewritten in
 /// place, even to the same size, gets a new ctime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Stamp([i64; 7]);
 
 impl Stamp {
@@ -132,42 +139,73 @@ impl Stamp {
 
 type Key = (PathBuf, Stamp);
 
-fn memo() -> &'static Mutex<HashMap<Key, Arc<Digests>>> {
-    static M: OnceLock<Mutex<HashMap<Key, Arc<Digests>>>> = OnceLock::new();
+/// What this process knows of one file's content, and whether this build
+/// used it (looked it up or computed it): only used entries are saved.
+struct Known {
+    digests: Arc<Digests>,
+    used: bool,
+}
+
+#[derive(Default)]
+struct Memo {
+    files: HashMap<Key, Known>,
+    /// Entries read from the stat cache file, and how many of them this
+    /// build used: the file is rewritten only when it would change.
+    loaded: usize,
+    loaded_used: usize,
+    /// Digests learnt that the stat cache file does not have.
+    learnt: bool,
+}
+
+fn memo() -> std::sync::MutexGuard<'static, Memo> {
+    static M: OnceLock<Mutex<Memo>> = OnceLock::new();
     M.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 /// The digests of the file at `path` when this process (or the stat cache)
 /// already knows them for its current stamp.
 pub fn known(path: &Path, meta: &Metadata) -> Option<Arc<Digests>> {
-    memo()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&(path.to_path_buf(), Stamp::of(meta)))
-        .cloned()
+    let mut m = memo();
+    let k = m.files.get_mut(&(path.to_path_buf(), Stamp::of(meta)))?;
+    let first_use = !k.used;
+    k.used = true;
+    let d = k.digests.clone();
+    if first_use {
+        m.loaded_used += 1;
+    }
+    Some(d)
 }
-
-/// Has this process learnt digests the stat cache file does not have?
-static DIRTY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Record digests computed elsewhere (the layer pass) for `path` as it was
 /// when `stamp` was taken.
 pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
-    memo()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert((path.to_path_buf(), stamp), Arc::new(d));
-    DIRTY.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut m = memo();
+    let known = Known {
+        digests: Arc::new(d),
+        used: true,
+    };
+    if let Some(old) = m.files.insert((path.to_path_buf(), stamp), known) {
+        // The same digests again (two threads racing) change nothing.
+        if old.used {
+            return;
+        }
+        m.loaded_used += 1;
+    }
+    m.learnt = true;
 }
 
 /// Forget what is known of files under `prefix` (a temporary tree about to
 /// be removed), so the stat cache does not keep paths that will not come
 /// back.
 pub fn forget_under(prefix: &Path) {
-    memo()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|(path, _), _| !path.starts_with(prefix));
+    let mut m = memo();
+    let before = m.files.len();
+    m.files.retain(|(path, _), _| !path.starts_with(prefix));
+    if m.files.len() != before {
+        m.learnt = true;
+    }
 }
 
 /// The digests of the file at `path` (a host path), computed on first use.
@@ -211,14 +249,6 @@ pub fn all_known(paths: &[PathBuf]) -> Option<Inputs> {
     Some(paths.iter().cloned().zip(found?).collect())
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
-    path: PathBuf,
-    stat: [i64; 7],
-    sha1: String,
-    sha256: String,
-}
-
 /// Lowercase hex.
 pub fn hex(b: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -242,44 +272,123 @@ pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Load a stat cache written by [`save`]; a missing or damaged file is an
-/// empty cache.
+/// The stat cache file of the recipe at `recipe` (its path, made absolute)
+/// under the cache directory `root`.
+pub fn stat_cache_file(root: &Path, recipe: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let abs = std::path::absolute(recipe).unwrap_or_else(|_| recipe.to_path_buf());
+    let h = Sha256::digest(abs.as_os_str().as_bytes());
+    root.join(STAT_DIR).join(format!("{}.bin", hex(&h[..16])))
+}
+
+/// The stat cache's directory under the cache directory.
+const STAT_DIR: &str = "stat";
+/// At most this many recipes keep a stat cache file; the least recently
+/// saved go first.
+const MAX_STAT_FILES: usize = 64;
+/// At most this many entries in one file (the first ones in path order).
+const MAX_STAT_ENTRIES: usize = 4_000_000;
+/// The first bytes of a stat cache file, then its format version.
+const STAT_MAGIC: &[u8; 12] = b"bareroot-st\0";
+const STAT_VERSION: u32 = 1;
+/// Bytes per entry after its path: the stamp (7 × i64), SHA-1, SHA-256.
+const STAT_FIXED: usize = 7 * 8 + 20 + 32;
+
+/// Load the stat cache file written by [`save`]; a missing file, or one
+/// that fails any check (magic, version, CRC-32, lengths), is an empty
+/// cache.
 pub fn load(file: &Path) {
     let Ok(bytes) = std::fs::read(file) else {
         return;
     };
-    let Ok(saved) = serde_json::from_slice::<Vec<Saved>>(&bytes) else {
+    let Some(entries) = decode(&bytes) else {
         return;
     };
-    let mut memo = memo().lock().unwrap_or_else(|e| e.into_inner());
-    for s in saved {
-        let (Some(sha1), Some(sha256)) = (unhex(&s.sha1), unhex(&s.sha256)) else {
-            continue;
+    let mut m = memo();
+    m.loaded += entries.len();
+    for (key, digests) in entries {
+        let known = Known {
+            digests: Arc::new(digests),
+            used: false,
         };
-        memo.insert((s.path, Stamp(s.stat)), Arc::new(Digests { sha1, sha256 }));
+        m.files.entry(key).or_insert(known);
     }
 }
 
-/// Save the digests known to this process (at most `max` entries) for the
-/// next build, through a temporary file renamed into place; nothing to do
-/// when no file was hashed since [`load`].
-pub fn save(file: &Path, max: usize) {
-    if !DIRTY.swap(false, std::sync::atomic::Ordering::Relaxed) {
-        return;
+fn decode(bytes: &[u8]) -> Option<Vec<(Key, Digests)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let body_len = bytes.len().checked_sub(4)?;
+    let (body, crc) = bytes.split_at(body_len);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
     }
-    let memo = memo().lock().unwrap_or_else(|e| e.into_inner());
-    let mut saved: Vec<Saved> = memo
-        .iter()
-        .map(|((path, stamp), d)| Saved {
-            path: path.clone(),
-            stat: stamp.0,
-            sha1: hex(&d.sha1),
-            sha256: hex(&d.sha256),
-        })
-        .collect();
-    drop(memo);
-    saved.sort_by(|a, b| a.path.cmp(&b.path));
-    saved.truncate(max);
+    let rest = body.strip_prefix(STAT_MAGIC.as_slice())?;
+    let (version, rest) = rest.split_first_chunk::<4>()?;
+    let (count, mut rest) = rest.split_first_chunk::<8>()?;
+    if u32::from_le_bytes(*version) != STAT_VERSION {
+        return None;
+    }
+    let count = usize::try_from(u64::from_le_bytes(*count)).ok()?;
+    if count > MAX_STAT_ENTRIES {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut path: Vec<u8> = Vec::new();
+    for _ in 0..count {
+        let (shared, r) = rest.split_first_chunk::<2>()?;
+        let (suffix_len, r) = r.split_first_chunk::<2>()?;
+        let shared = usize::from(u16::from_le_bytes(*shared));
+        let suffix_len = usize::from(u16::from_le_bytes(*suffix_len));
+        if shared > path.len() || r.len() < suffix_len + STAT_FIXED {
+            return None;
+        }
+        path.truncate(shared);
+        path.extend_from_slice(&r[..suffix_len]);
+        let fixed = &r[suffix_len..suffix_len + STAT_FIXED];
+        let mut stamp = [0i64; 7];
+        for (i, s) in stamp.iter_mut().enumerate() {
+            *s = i64::from_le_bytes(fixed[i * 8..i * 8 + 8].try_into().ok()?);
+        }
+        let digests = Digests {
+            sha1: fixed[56..76].try_into().ok()?,
+            sha256: fixed[76..108].try_into().ok()?,
+        };
+        let p = PathBuf::from(std::ffi::OsStr::from_bytes(&path));
+        out.push(((p, Stamp(stamp)), digests));
+        rest = &r[suffix_len + STAT_FIXED..];
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// Save the digests this build used (looked up or computed; at most
+/// [`MAX_STAT_ENTRIES`], the first in path order) to `file` for the next
+/// build of the same recipe, through a temporary file renamed into place.
+/// Nothing is written when the file would not change. Then the oldest stat
+/// cache files beyond [`MAX_STAT_FILES`] are removed, and the JSON stat
+/// cache of earlier versions (`digests.json`) with them.
+///
+/// The file (all integers little-endian): `bareroot-st\0`, the version
+/// (u32), the entry count (u64); per entry, in path order, the length of
+/// the path's prefix shared with the previous entry's (u16), the rest's
+/// length (u16) and bytes, the stamp (7 × i64), SHA-1 (20 bytes), SHA-256
+/// (32 bytes); then the CRC-32 of everything before it (u32).
+pub fn save(file: &Path) {
+    let encoded = {
+        let m = memo();
+        let unchanged = !m.learnt && m.loaded_used == m.loaded && file.exists();
+        if unchanged {
+            return;
+        }
+        let mut used: Vec<(&Key, &Digests)> = m
+            .files
+            .iter()
+            .filter(|(_, k)| k.used)
+            .map(|(key, k)| (key, &*k.digests))
+            .collect();
+        used.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        used.truncate(MAX_STAT_ENTRIES);
+        encode(&used)
+    };
     let Some(dir) = file.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
         return;
@@ -288,8 +397,72 @@ pub fn save(file: &Path, max: usize) {
         return;
     };
     use std::io::Write;
-    if serde_json::to_writer(&mut tmp, &saved).is_ok() && tmp.flush().is_ok() {
-        let _ = tmp.persist(file);
+    if tmp.write_all(&encoded).is_ok() && tmp.flush().is_ok() && tmp.persist(file).is_ok() {
+        let mut m = memo();
+        m.learnt = false;
+        m.loaded = m.files.values().filter(|k| k.used).count();
+        m.loaded_used = m.loaded;
+    }
+    trim_stat_files(dir);
+}
+
+fn encode(entries: &[(&Key, &Digests)]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::with_capacity(24 + entries.len() * (STAT_FIXED + 24));
+    out.extend_from_slice(STAT_MAGIC);
+    out.extend_from_slice(&STAT_VERSION.to_le_bytes());
+    let count_at = out.len();
+    out.extend_from_slice(&0u64.to_le_bytes());
+    let mut count = 0u64;
+    let mut prev: &[u8] = &[];
+    for ((path, stamp), d) in entries {
+        let p = path.as_os_str().as_bytes();
+        let shared = p
+            .iter()
+            .zip(prev)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(usize::from(u16::MAX));
+        let Ok(suffix_len) = u16::try_from(p.len() - shared) else {
+            continue; // longer than any path Linux opens
+        };
+        out.extend_from_slice(&(shared as u16).to_le_bytes());
+        out.extend_from_slice(&suffix_len.to_le_bytes());
+        out.extend_from_slice(&p[shared..]);
+        for s in stamp.0 {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out.extend_from_slice(&d.sha1);
+        out.extend_from_slice(&d.sha256);
+        prev = p;
+        count += 1;
+    }
+    out[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Keep the [`MAX_STAT_FILES`] most recently saved stat cache files in
+/// `dir`; remove the JSON stat cache of earlier versions beside it.
+fn trim_stat_files(dir: &Path) {
+    if let Some(root) = dir.parent() {
+        let _ = std::fs::remove_file(root.join("digests.json"));
+    }
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = read
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if files.len() <= MAX_STAT_FILES {
+        return;
+    }
+    files.sort();
+    for (_, p) in &files[..files.len() - MAX_STAT_FILES] {
+        let _ = std::fs::remove_file(p);
     }
 }
 
@@ -323,4 +496,63 @@ pub fn md5_of(path: &Path) -> Result<[u8; 16]> {
     let mut h = md5::Md5::new();
     read_through(path, |b| h.update(b))?;
     Ok(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<(Key, Digests)> {
+        ["/usr/lib/a.so", "/usr/lib/ab.so", "/usr/lib/b/c", "/x"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let n = i as u8;
+                let stamp = Stamp([i as i64, -1, 7, 1_700_000_000, 5, i64::MAX, 0]);
+                let d = Digests {
+                    sha1: [n; 20],
+                    sha256: [n + 100; 32],
+                };
+                ((PathBuf::from(p), stamp), d)
+            })
+            .collect()
+    }
+
+    fn encoded() -> Vec<u8> {
+        let e = entries();
+        let refs: Vec<(&Key, &Digests)> = e.iter().map(|(k, d)| (k, d)).collect();
+        encode(&refs)
+    }
+
+    #[test]
+    fn the_stat_cache_format_round_trips_with_shared_prefixes() {
+        let bytes = encoded();
+        assert!(bytes.starts_with(STAT_MAGIC));
+        assert_eq!(decode(&bytes), Some(entries()));
+        // Front coding: "/usr/lib/ab.so" is stored as 9 shared bytes + "ab.so".
+        let plain: usize = entries()
+            .iter()
+            .map(|((p, _), _)| p.as_os_str().len())
+            .sum();
+        assert!(bytes.len() < 24 + 4 * (4 + STAT_FIXED) + plain);
+    }
+
+    #[test]
+    fn a_damaged_truncated_or_other_version_stat_cache_is_refused() {
+        let good = encoded();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(decode(&bad), None, "byte {i} flipped");
+        }
+        for n in 0..good.len() {
+            assert_eq!(decode(&good[..n]), None, "cut at {n}");
+        }
+        // A right CRC over a wrong version (a later bareroot's file).
+        let mut other = good[..good.len() - 4].to_vec();
+        other[STAT_MAGIC.len()] = 2;
+        let crc = crc32fast::hash(&other);
+        other.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&other), None);
+    }
 }

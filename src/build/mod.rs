@@ -194,7 +194,7 @@ impl<'a> Context<'a> {
                 .cache
                 .as_ref()
                 .filter(|_| !opts.no_cache)
-                .map(|c| c.root().join("digests.json")),
+                .map(|c| crate::digest::stat_cache_file(c.root(), &recipe.path)),
             base: fetch_bases(recipe, opts)?,
             vcs: BTreeMap::new(),
             notes: Vec::new(),
@@ -307,11 +307,13 @@ fn fetch_bases(recipe: &Recipe, opts: &BuildOptions) -> Result<Option<(BaseSpec,
 /// platform's image (plan → layer → image → SBOM), then the top descriptor
 /// and `index.json`, then the layout swapped into place.
 pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
+    let t0 = std::time::Instant::now();
+    trace("build started", t0);
     let ctx = Context::new(recipe, opts)?;
     if let Some(file) = &ctx.stat_cache {
         crate::digest::load(file);
     }
-    let t0 = std::time::Instant::now();
+    trace("stat cache loaded", t0);
     let staging = Staging::new(&ctx.output)?;
     let mut layout = LayoutWriter::new(&staging.dir)?;
     let mut images = Vec::new();
@@ -326,7 +328,7 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     trace("layout finished", t0);
     opts.progress.finish();
     if let Some(file) = &ctx.stat_cache {
-        crate::digest::save(file, 500_000);
+        crate::digest::save(file);
     }
     trace("stat cache saved", t0);
     staging.commit()?;
@@ -438,9 +440,13 @@ fn build_platform(
         &ctx.vcs,
         layout,
     )?;
+    let t0 = std::time::Instant::now();
     let sbom = sbom::sbom(recipe, platform, epoch, opts, &planned, &layer, &image)?;
+    trace("sbom made", t0);
     layer.commit(opts, layout)?;
+    trace("layer committed", t0);
     let attached = sbom.store(opts, &layer, platform, epoch, &image, layout)?;
+    trace("sbom stored", t0);
     Ok(BuiltImage {
         platform: platform.clone(),
         manifest: image.descriptor,
@@ -451,11 +457,18 @@ fn build_platform(
     })
 }
 
-/// With BAREROOT_TRACE set, print how long a build stage took (stderr).
+/// With BAREROOT_TRACE set, print how long a build stage took (stderr):
+/// since `since` (the stage's own start), and since the first trace.
 fn trace(what: &str, since: std::time::Instant) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
     if *ON.get_or_init(|| std::env::var_os("BAREROOT_TRACE").is_some()) {
-        eprintln!("bareroot: trace: {what} at {:?}", since.elapsed());
+        eprintln!(
+            "bareroot: trace: {what} at {:?} ({:?} in all)",
+            since.elapsed(),
+            start.elapsed()
+        );
     }
 }
 
