@@ -131,7 +131,10 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
     doc.add_image(digest_hex);
     doc.add_debian_packages();
     doc.add_go_modules();
-    Ok(doc.into_json())
+    let mut out = Vec::new();
+    doc.write_json(&mut out)
+        .expect("writing JSON into memory does not fail");
+    Ok(out)
 }
 
 /// The hex part of the image's manifest digest, which must be a sha256 one.
@@ -210,7 +213,7 @@ struct SpdxDoc<'a> {
     files: Vec<FileFacts<'a>>,
     /// In the order added; sorted by SPDXID when the document is written.
     packages: Vec<Value>,
-    relationships: BTreeSet<Relationship>,
+    relationships: Vec<Relationship>,
     /// LicenseRef id → the license name Debian uses for it.
     license_refs: BTreeMap<String, String>,
 }
@@ -218,10 +221,10 @@ struct SpdxDoc<'a> {
 impl<'a> SpdxDoc<'a> {
     /// The document describes the image, which contains every file.
     fn new(input: SbomInput<'a>, files: Vec<FileFacts<'a>>) -> SpdxDoc<'a> {
-        let mut relationships = BTreeSet::new();
-        relationships.insert(("SPDXRef-DOCUMENT".into(), "DESCRIBES", IMAGE_SPDX_ID.into()));
+        let mut relationships = Vec::with_capacity(files.len() * 2 + 1);
+        relationships.push(("SPDXRef-DOCUMENT".into(), "DESCRIBES", IMAGE_SPDX_ID.into()));
         for f in &files {
-            relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", f.id.clone()));
+            relationships.push((IMAGE_SPDX_ID.into(), "CONTAINS", f.id.clone()));
         }
         SpdxDoc {
             input,
@@ -316,7 +319,7 @@ impl<'a> SpdxDoc<'a> {
         }
         self.packages.push(pkg);
         self.relationships
-            .insert((IMAGE_SPDX_ID.into(), "DESCENDANT_OF", id));
+            .push((IMAGE_SPDX_ID.into(), "DESCENDANT_OF", id));
     }
 
     /// A package for each Debian package that owns a file of the image,
@@ -356,15 +359,15 @@ impl<'a> SpdxDoc<'a> {
             for m in members {
                 let id = go_id(&m);
                 self.relationships
-                    .insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
+                    .push((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
                 match &main_id {
                     Some(main_id) if *main_id != id => {
                         self.relationships
-                            .insert((main_id.clone(), "DEPENDS_ON", id.clone()));
+                            .push((main_id.clone(), "DEPENDS_ON", id.clone()));
                     }
                     _ => {
                         self.relationships
-                            .insert((f.id.clone(), "GENERATED_FROM", id.clone()));
+                            .push((f.id.clone(), "GENERATED_FROM", id.clone()));
                     }
                 }
                 go_packages.entry(id).or_insert(m);
@@ -375,44 +378,148 @@ impl<'a> SpdxDoc<'a> {
         }
     }
 
-    /// The document: its header, then the packages sorted by SPDXID, the
-    /// files, the relationships and the licenses SPDX does not know.
-    fn into_json(mut self) -> Vec<u8> {
+    /// The document, written as it is made (no value of the whole
+    /// document is built): its fields in sorted order, as a JSON object's
+    /// are, the packages sorted by SPDXID, the files in plan order, the
+    /// relationships sorted, and the licenses SPDX does not know.
+    fn write_json(mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         self.packages
             .sort_by(|a, b| a["SPDXID"].as_str().cmp(&b["SPDXID"].as_str()));
-        let files_json = files_json(&self.files);
-        let relationships_json = relationships_json(self.relationships);
-        let mut doc = document_header(&self.input);
-        // Moved in: json! would serialize (copy) them.
-        doc["packages"] = Value::Array(self.packages);
-        doc["files"] = Value::Array(files_json);
-        doc["relationships"] = Value::Array(relationships_json);
-        if !self.license_refs.is_empty() {
-            doc["hasExtractedLicensingInfos"] = extracted_licenses(self.license_refs);
+        let mut relationships = std::mem::take(&mut self.relationships);
+        relationships.sort_unstable();
+        relationships.dedup();
+        let header = document_header(&self.input);
+        let licenses = (!self.license_refs.is_empty())
+            .then(|| extracted_licenses(std::mem::take(&mut self.license_refs)));
+        enum Part<'v> {
+            Value(&'v Value),
+            Packages,
+            Files,
+            Relationships,
         }
-        // A Value's maps are already sorted: serialized as is, not copied.
-        serde_json::to_vec(&doc).expect("a JSON value always serializes")
+        let mut parts: BTreeMap<&str, Part> = header
+            .as_object()
+            .expect("the header is an object")
+            .iter()
+            .map(|(k, v)| (k.as_str(), Part::Value(v)))
+            .collect();
+        parts.insert("packages", Part::Packages);
+        parts.insert("files", Part::Files);
+        parts.insert("relationships", Part::Relationships);
+        if let Some(l) = &licenses {
+            parts.insert("hasExtractedLicensingInfos", Part::Value(l));
+        }
+        out.write_all(b"{")?;
+        for (i, (key, part)) in parts.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, key)?;
+            out.write_all(b":")?;
+            match part {
+                Part::Value(v) => serde_json::to_writer(&mut *out, v)?,
+                Part::Packages => write_array(out, &self.packages)?,
+                Part::Files => write_array(out, self.files.iter().map(FileJson::of))?,
+                Part::Relationships => write_array(
+                    out,
+                    relationships.iter().map(|(a, t, b)| RelationshipJson {
+                        related: b,
+                        kind: t,
+                        element: a,
+                    }),
+                )?,
+            }
+        }
+        out.write_all(b"}")
     }
+}
+
+/// `[a,b,…]`, each element serialized as it comes.
+fn write_array<T: serde::Serialize>(
+    out: &mut impl std::io::Write,
+    items: impl IntoIterator<Item = T>,
+) -> std::io::Result<()> {
+    out.write_all(b"[")?;
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &item)?;
+    }
+    out.write_all(b"]")
+}
+
+/// A file of the document (fields in sorted order, as a JSON object's).
+#[derive(serde::Serialize)]
+struct FileJson<'a> {
+    #[serde(rename = "SPDXID")]
+    id: &'a str,
+    checksums: [ChecksumJson<'a>; 2],
+    #[serde(rename = "copyrightText")]
+    copyright: &'static str,
+    #[serde(rename = "fileName")]
+    name: String,
+    #[serde(rename = "licenseConcluded")]
+    license: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct ChecksumJson<'a> {
+    algorithm: &'static str,
+    #[serde(rename = "checksumValue")]
+    value: &'a str,
+}
+
+impl<'a> FileJson<'a> {
+    fn of(f: &'a FileFacts) -> FileJson<'a> {
+        FileJson {
+            id: &f.id,
+            checksums: [
+                ChecksumJson {
+                    algorithm: "SHA1",
+                    value: &f.sha1,
+                },
+                ChecksumJson {
+                    algorithm: "SHA256",
+                    value: &f.sha256,
+                },
+            ],
+            copyright: NOASSERTION,
+            name: format!("./{}", f.path.rel()),
+            license: NOASSERTION,
+        }
+    }
+}
+
+/// A relationship of the document (fields in sorted order).
+#[derive(serde::Serialize)]
+struct RelationshipJson<'a> {
+    #[serde(rename = "relatedSpdxElement")]
+    related: &'a str,
+    #[serde(rename = "relationshipType")]
+    kind: &'a str,
+    #[serde(rename = "spdxElementId")]
+    element: &'a str,
 }
 
 /// A Debian package's relationships: the image contains it, it contains
 /// its files, and it depends on the image's packages its Depends and
 /// Pre-Depends name.
 fn deb_relationships(
-    relationships: &mut BTreeSet<Relationship>,
+    relationships: &mut Vec<Relationship>,
     o: &Owned,
     id: &str,
     id_of: &BTreeMap<&ImagePath, &str>,
     deb_ids: &BTreeMap<&str, Vec<String>>,
 ) {
-    relationships.insert((IMAGE_SPDX_ID.into(), "CONTAINS", id.to_string()));
+    relationships.push((IMAGE_SPDX_ID.into(), "CONTAINS", id.to_string()));
     for (path, ..) in &o.files {
-        relationships.insert((id.to_string(), "CONTAINS", id_of[path].to_string()));
+        relationships.push((id.to_string(), "CONTAINS", id_of[path].to_string()));
     }
     for dep in depends(o.pkg) {
         for dep_id in deb_ids.get(dep.as_str()).into_iter().flatten() {
             if *dep_id != id {
-                relationships.insert((id.to_string(), "DEPENDS_ON", dep_id.clone()));
+                relationships.push((id.to_string(), "DEPENDS_ON", dep_id.clone()));
             }
         }
     }
@@ -540,35 +647,6 @@ fn go_package(id: &str, g: &GoPackage) -> Value {
         pkg["versionInfo"] = Value::String(v.clone());
     }
     pkg
-}
-
-/// The document's files, with their SHA-1 and SHA-256.
-fn files_json(files: &[FileFacts]) -> Vec<Value> {
-    files
-        .iter()
-        .map(|f| {
-            json!({
-                "SPDXID": f.id,
-                "fileName": format!("./{}", f.path.rel()),
-                "checksums": [
-                    {"algorithm": "SHA1", "checksumValue": f.sha1},
-                    {"algorithm": "SHA256", "checksumValue": f.sha256},
-                ],
-                "licenseConcluded": NOASSERTION,
-                "copyrightText": NOASSERTION,
-            })
-        })
-        .collect()
-}
-
-/// The document's relationships, in their sorted order.
-fn relationships_json(relationships: BTreeSet<Relationship>) -> Vec<Value> {
-    relationships
-        .into_iter()
-        .map(
-            |(a, t, b)| json!({"spdxElementId": a, "relationshipType": t, "relatedSpdxElement": b}),
-        )
-        .collect()
 }
 
 /// The document's own fields: SPDX version, name, namespace and creation.
