@@ -310,6 +310,15 @@ impl DpkgDb {
     /// [`DpkgDb::owner`], with the path as the package lists it (inside
     /// the root; `/lib/…` for a file that really is `/usr/lib/…`).
     pub fn owner_entry(&self, host_file: &Path) -> Option<(&Package, PathBuf)> {
+        // Most files of a big tree have a name no package lists: only a
+        // symlink (whose target may be listed) is worth resolving then,
+        // and nothing is memoized for them.
+        let unlisted_name = host_file
+            .file_name()
+            .is_some_and(|n| !self.files.contains_key(n));
+        if unlisted_name && !fs::symlink_metadata(host_file).is_ok_and(|m| m.is_symlink()) {
+            return None;
+        }
         self.owners
             .get_or(host_file, || self.find_owner(host_file))
             .map(|(i, listed)| (&self.packages[i], listed))
