@@ -439,3 +439,85 @@ fn the_difference_printer_names_what_differs() {
         "no difference found in index, manifests, configs or layers"
     );
 }
+
+/// A tree of many small files (and a few symlinks, an empty file, a host
+/// program): every layout byte is the same with `--no-cache` on one thread
+/// and on every CPU, and with the cache, on a miss, on a hit, after the
+/// stat cache is damaged, and after every input's stamp changed but not
+/// its content.
+#[test]
+fn a_many_file_tree_gives_the_same_bytes_across_jobs_and_cache_states() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempdir();
+    let tree = tmp.path().join("tree");
+    for d in 0..40 {
+        let dir = tree.join(format!("pkg{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            let body = format!("# {d}.{f}\n{}\n", "x = 1\n".repeat((d * 7 + f) % 40));
+            fs::write(dir.join(format!("mod{f:03}.py")), body).unwrap();
+        }
+        symlink(format!("mod{:03}.py", d % 100), dir.join("link.py")).unwrap();
+    }
+    fs::write(tree.join("empty"), b"").unwrap();
+    fs::copy("/usr/bin/env", tree.join("env")).unwrap();
+    let recipe = tmp.path().join("many.toml");
+    fs::write(
+        &recipe,
+        format!(
+            "name = \"many\"\nepoch = 1700000000\n[[tree]]\nsrc = \"{}\"\ndest = \"/app\"\n",
+            tree.display()
+        ),
+    )
+    .unwrap();
+    let cache = tmp.path().join("cache");
+    let build = |name: &str, args: &[&str]| {
+        let out = tmp.path().join(name);
+        ok(bareroot()
+            .env_remove("BAREROOT_NO_CACHE")
+            .env("BAREROOT_CACHE_DIR", &cache)
+            .args(["build", "--quiet", "--output"])
+            .arg(&out)
+            .args(args)
+            .arg(&recipe));
+        tree_bytes(&out)
+    };
+    let want = build("one-thread", &["--no-cache", "--jobs", "1"]);
+    assert!(want
+        .keys()
+        .any(|p| p.ends_with("sbom-linux-amd64.spdx.json")));
+    let check = |name: &str, got: BTreeMap<PathBuf, Vec<u8>>| {
+        let differ: Vec<&PathBuf> = want
+            .keys()
+            .chain(got.keys())
+            .filter(|p| want.get(*p) != got.get(*p))
+            .collect();
+        assert!(differ.is_empty(), "{name}: {differ:?} differ");
+    };
+    check(
+        "every CPU",
+        build("all-threads", &["--no-cache", "--jobs", "0"]),
+    );
+    check("cache miss", build("miss", &[]));
+    let stat = fs::read_dir(cache.join("stat")).unwrap().count();
+    assert_eq!(stat, 1, "one stat cache file for the recipe");
+    check("cache hit", build("hit", &["--jobs", "1"]));
+    // A damaged stat cache is an empty one: every input is read again.
+    for e in fs::read_dir(cache.join("stat")).unwrap() {
+        let p = e.unwrap().path();
+        let mut b = fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0xff;
+        fs::write(&p, b).unwrap();
+    }
+    check("damaged stat cache", build("damaged", &[]));
+    // New stamps (rewritten in place, same bytes): hashed again, same image.
+    for e in walkdir::WalkDir::new(&tree) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let bytes = fs::read(e.path()).unwrap();
+            fs::write(e.path(), bytes).unwrap();
+        }
+    }
+    check("new stamps", build("restamped", &[]));
+}
