@@ -241,19 +241,40 @@ impl Cache {
         self.trim()
     }
 
-    /// A file stored beside the layer of `key` by [`Cache::put_extra`],
-    /// when present and undamaged (its CRC-32 is checked).
-    pub fn get_extra(&self, key: &str, name: &str) -> Option<Vec<u8>> {
-        let stored = fs::read(self.root.join("layers").join(key).join(name)).ok()?;
-        let (crc, bytes) = stored.split_at_checked(4)?;
-        (crc == crc32fast::hash(bytes).to_le_bytes()).then(|| bytes.to_vec())
+    /// Copy a file stored beside the layer of `key` by
+    /// [`Cache::put_extra`] into `out`, streamed; false when it is missing
+    /// or damaged (its CRC-32, checked after the copy, does not match),
+    /// and then `out` holds a partial copy the caller must discard.
+    pub fn get_extra(&self, key: &str, name: &str, out: &mut impl io::Write) -> Result<bool> {
+        use std::io::Read;
+        let path = self.root.join("layers").join(key).join(name);
+        let Ok(mut f) = fs::File::open(&path) else {
+            return Ok(false);
+        };
+        let mut want = [0u8; 4];
+        if f.read_exact(&mut want).is_err() {
+            return Ok(false);
+        }
+        let mut crc = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(_) => return Ok(false),
+            };
+            crc.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::msg(format!("copy {} from the cache: {e}", path.display())))?;
+        }
+        Ok(crc.finalize().to_le_bytes() == want)
     }
 
-    /// Keep `bytes` (derived from the layer, e.g. its SBOM) beside the
-    /// layer of `key`, which must be stored; written through a temporary
-    /// file renamed into place, with a CRC-32 in front.
-    pub fn put_extra(&self, key: &str, name: &str, bytes: &[u8]) -> Result<()> {
-        use std::io::Write;
+    /// Keep a copy of the file at `src` (derived from the layer, e.g. its
+    /// SBOM) beside the layer of `key`, which must be stored; streamed
+    /// through a temporary file renamed into place, with a CRC-32 in front.
+    pub fn put_extra(&self, key: &str, name: &str, src: &Path) -> Result<()> {
+        use std::io::{Read, Seek, Write};
         if name.contains('/') || name.starts_with('.') || name == "blob" || name == "meta.json" {
             return Err(Error::msg(format!(
                 "store {name:?} in the cache: not a plain file name"
@@ -265,11 +286,26 @@ impl Cache {
                 "store {name} in the cache: no entry {key}"
             )));
         }
+        let mut from = fs::File::open(src).map_err(|e| Error::io("open", src, e))?;
         let mut tmp = tempfile::NamedTempFile::new_in(&dir)
             .map_err(|e| Error::io("create a file in", &dir, e))?;
-        tmp.write_all(&crc32fast::hash(bytes).to_le_bytes())
-            .and_then(|_| tmp.write_all(bytes))
-            .map_err(|e| Error::io("write", tmp.path(), e))?;
+        let mut write = |tmp: &mut tempfile::NamedTempFile| -> io::Result<()> {
+            let mut crc = crc32fast::Hasher::new();
+            let mut buf = vec![0u8; 256 << 10];
+            tmp.write_all(&[0; 4])?;
+            loop {
+                let n = from.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                crc.update(&buf[..n]);
+                tmp.write_all(&buf[..n])?;
+            }
+            tmp.seek(io::SeekFrom::Start(0))?;
+            tmp.write_all(&crc.finalize().to_le_bytes())?;
+            tmp.flush()
+        };
+        write(&mut tmp).map_err(|e| Error::io("write", tmp.path(), e))?;
         tmp.persist(dir.join(name))
             .map_err(|e| Error::io("store", dir.join(name), e.error))?;
         Ok(())

@@ -125,16 +125,26 @@ struct GoPackage {
 
 /// An SPDX 2.3 JSON document describing one platform's image.
 pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_spdx(input, &mut out)?;
+    Ok(out)
+}
+
+/// [`spdx`], written to `out` as it is made: the document is never held
+/// whole.
+pub fn write_spdx(input: &SbomInput, out: &mut impl std::io::Write) -> Result<()> {
     let digest_hex = manifest_hex(input)?;
     let files = file_facts(input)?;
     let mut doc = SpdxDoc::new(*input, files);
     doc.add_image(digest_hex);
     doc.add_debian_packages();
     doc.add_go_modules();
-    let mut out = Vec::new();
-    doc.write_json(&mut out)
-        .expect("writing JSON into memory does not fail");
-    Ok(out)
+    doc.write_json(out).map_err(|e| {
+        Error::msg(format!(
+            "write spdx sbom for {} on {}: {e}",
+            input.name, input.platform
+        ))
+    })
 }
 
 /// The hex part of the image's manifest digest, which must be a sha256 one.

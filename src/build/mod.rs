@@ -441,11 +441,13 @@ fn build_platform(
         layout,
     )?;
     let t0 = std::time::Instant::now();
-    let sbom = sbom::sbom(recipe, platform, epoch, opts, &planned, &layer, &image)?;
+    let sbom = sbom::sbom(
+        recipe, platform, epoch, opts, &planned, &layer, &image, layout,
+    )?;
     trace("sbom made", t0);
     layer.commit(opts, layout)?;
     trace("layer committed", t0);
-    let attached = sbom.store(opts, &layer, platform, epoch, &image, layout)?;
+    let attached = sbom.store(opts, &layer, epoch, &image, layout)?;
     trace("sbom stored", t0);
     Ok(BuiltImage {
         platform: platform.clone(),

@@ -20,16 +20,20 @@ use crate::recipe::Recipe;
 use crate::sbom;
 use crate::timefmt::rfc3339;
 
-/// The SPDX document's bytes, and whether this build made them (rather
-/// than the cache).
+/// The SPDX document, written into the layout (`sbom-<platform>.spdx.json`)
+/// as it was made or copied from the cache, never held whole in memory.
 pub struct Sbom {
-    pub bytes: Vec<u8>,
+    /// Its name in the layout.
+    file: String,
+    /// Made by this build (rather than taken from the cache).
     fresh: bool,
     /// Its name in the layer cache.
     cache_name: String,
 }
 
-/// Make (or take from the cache) the SBOM of one platform's image.
+/// Make (or take from the cache) the SBOM of one platform's image, into
+/// the layout.
+#[allow(clippy::too_many_arguments)]
 pub fn sbom(
     recipe: &Recipe,
     platform: &Platform,
@@ -38,6 +42,7 @@ pub fn sbom(
     planned: &Planned,
     layer: &BuiltLayer,
     image: &Image,
+    layout: &mut LayoutWriter,
 ) -> Result<Sbom> {
     let digest = &image.descriptor.digest;
     let outside = match &layer.facts {
@@ -49,17 +54,19 @@ pub fn sbom(
         recipe.name, recipe.tag
     );
     let cache_name = format!("sbom-{}.spdx.json", Digest::of(id.as_bytes()).hex());
+    let file = super::sbom_file_name(platform);
     let cache = opts.cache.as_ref().filter(|_| !opts.no_cache);
     if let (Some(c), Some(k)) = (cache, &layer.key) {
-        if let Some(bytes) = c.get_extra(k, &cache_name) {
+        // A damaged copy is written over below.
+        if layout.put_file_with(&file, |w| c.get_extra(k, &cache_name, w))? {
             return Ok(Sbom {
-                bytes,
+                file,
                 fresh: false,
                 cache_name,
             });
         }
     }
-    let bytes = sbom::spdx(&sbom::SbomInput {
+    let input = sbom::SbomInput {
         name: &recipe.name,
         tag: &recipe.tag,
         platform,
@@ -72,36 +79,35 @@ pub fn sbom(
         },
         prepared: layer.facts.as_ref(),
         base: image.base.as_ref().map(|(n, d)| (n.as_str(), d)),
-    })?;
+    };
+    layout.put_file_with(&file, |w| sbom::write_spdx(&input, w))?;
     Ok(Sbom {
-        bytes,
+        file,
         fresh: true,
         cache_name,
     })
 }
 
 impl Sbom {
-    /// Put the SBOM in the cache (when made now) and in the layout; with
-    /// `attach`, also as an artifact about `image`, whose descriptor is
-    /// returned for `index.json`.
+    /// Put the SBOM in the cache (when made now); with `attach`, also as an
+    /// artifact about `image`, whose descriptor is returned for
+    /// `index.json`.
     pub fn store(
         &self,
         opts: &BuildOptions,
         layer: &BuiltLayer,
-        platform: &Platform,
         epoch: u64,
         image: &Image,
         layout: &mut LayoutWriter,
     ) -> Result<Option<Descriptor>> {
         if let (true, Some(c), Some(k)) = (self.fresh, &opts.cache, &layer.key) {
             // A cache that can't be written only costs time next build.
-            let _ = c.put_extra(k, &self.cache_name, &self.bytes);
+            let _ = c.put_extra(k, &self.cache_name, &layout.file_path(&self.file));
         }
-        layout.put_file(&super::sbom_file_name(platform), &self.bytes)?;
         if !opts.attach_sbom {
             return Ok(None);
         }
-        let blob = layout.put_bytes(oci::MEDIA_TYPE_SPDX, &self.bytes)?;
+        let blob = layout.put_blob_of_file(oci::MEDIA_TYPE_SPDX, &self.file)?;
         let empty = layout.put_bytes(oci::MEDIA_TYPE_EMPTY, b"{}")?;
         let artifact = Manifest {
             schema_version: 2,

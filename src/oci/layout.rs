@@ -135,6 +135,48 @@ impl LayoutWriter {
         Ok(())
     }
 
+    /// Write a file of the layout that is not a blob (`name` under its
+    /// root) as `write` streams it (through a buffer; synced by
+    /// [`LayoutWriter::finish`]); `write`'s answer is returned. The path is
+    /// [`LayoutWriter::file_path`].
+    pub fn put_file_with<T>(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&mut std::io::BufWriter<&File>) -> Result<T>,
+    ) -> Result<T> {
+        let path = self.root.join(name);
+        let f = File::create(&path).with_path("create", &path)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &f);
+        let answer = write(&mut w)?;
+        w.flush().with_path("write", &path)?;
+        drop(w);
+        self.unsynced.push((f, path));
+        Ok(answer)
+    }
+
+    /// Where a file written by [`LayoutWriter::put_file_with`] is.
+    pub fn file_path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Store a blob with the content of the layout's file `name` (a hard
+    /// link to it: the same bytes, not copied) and describe it.
+    pub fn put_blob_of_file(&mut self, media_type: &str, name: &str) -> Result<Descriptor> {
+        let path = self.root.join(name);
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        let mut size = 0u64;
+        crate::digest::read_through(&path, |b| {
+            sha2::Digest::update(&mut h, b);
+            size += b.len() as u64;
+        })?;
+        let digest = Digest::from_sha256(&sha2::Digest::finalize(h));
+        let dest = self.blob_path(&digest);
+        if !dest.exists() {
+            fs::hard_link(&path, &dest).with_path("link blob", &dest)?;
+        }
+        Ok(Descriptor::of(media_type, digest, size))
+    }
+
     /// Write `oci-layout` and then `index.json` pointing at `top`: the last
     /// files of a layout, so a layout with an index.json is complete.
     pub fn finish(self, top: Descriptor, referrers: Vec<Descriptor>) -> Result<()> {
