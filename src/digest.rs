@@ -19,7 +19,7 @@
 //! versioned ([`save`] says how it is laid out) and checked whole (CRC-32)
 //! on load; a file that fails any check is an empty cache.
 
-use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -137,18 +137,21 @@ impl Stamp {
     }
 }
 
-type Key = (PathBuf, Stamp);
+/// A file by path (its bytes, hashed fast) and stamp.
+type Key = (OsString, Stamp);
 
 /// What this process knows of one file's content, and whether this build
 /// used it (looked it up or computed it): only used entries are saved.
 struct Known {
+    stamp: Stamp,
     digests: Arc<Digests>,
     used: bool,
 }
 
 #[derive(Default)]
 struct Memo {
-    files: HashMap<Key, Known>,
+    /// By path: what is known of the file as it was at one stamp.
+    files: rustc_hash::FxHashMap<OsString, Known>,
     /// Entries read from the stat cache file, and how many of them this
     /// build used: the file is rewritten only when it would change.
     loaded: usize,
@@ -168,7 +171,10 @@ fn memo() -> std::sync::MutexGuard<'static, Memo> {
 /// already knows them for its current stamp.
 pub fn known(path: &Path, meta: &Metadata) -> Option<Arc<Digests>> {
     let mut m = memo();
-    let k = m.files.get_mut(&(path.to_path_buf(), Stamp::of(meta)))?;
+    let k = m
+        .files
+        .get_mut(path.as_os_str())
+        .filter(|k| k.stamp == Stamp::of(meta))?;
     let first_use = !k.used;
     k.used = true;
     let d = k.digests.clone();
@@ -183,15 +189,15 @@ pub fn known(path: &Path, meta: &Metadata) -> Option<Arc<Digests>> {
 pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
     let mut m = memo();
     let known = Known {
+        stamp,
         digests: Arc::new(d),
         used: true,
     };
-    if let Some(old) = m.files.insert((path.to_path_buf(), stamp), known) {
+    if let Some(old) = m.files.insert(path.as_os_str().to_owned(), known) {
         // The same digests again (two threads racing) change nothing.
-        if old.used {
+        if old.used && old.stamp == stamp {
             return;
         }
-        m.loaded_used += 1;
     }
     m.learnt = true;
 }
@@ -202,7 +208,8 @@ pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
 pub fn forget_under(prefix: &Path) {
     let mut m = memo();
     let before = m.files.len();
-    m.files.retain(|(path, _), _| !path.starts_with(prefix));
+    m.files
+        .retain(|path, _| !Path::new(path).starts_with(prefix));
     if m.files.len() != before {
         m.learnt = true;
     }
@@ -306,12 +313,14 @@ pub fn load(file: &Path) {
     };
     let mut m = memo();
     m.loaded += entries.len();
-    for (key, digests) in entries {
+    m.files.reserve(entries.len());
+    for ((path, stamp), digests) in entries {
         let known = Known {
+            stamp,
             digests: Arc::new(digests),
             used: false,
         };
-        m.files.entry(key).or_insert(known);
+        m.files.entry(path).or_insert(known);
     }
 }
 
@@ -353,7 +362,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<(Key, Digests)>> {
             sha1: fixed[56..76].try_into().ok()?,
             sha256: fixed[76..108].try_into().ok()?,
         };
-        let p = PathBuf::from(std::ffi::OsStr::from_bytes(&path));
+        let p = std::ffi::OsStr::from_bytes(&path).to_owned();
         out.push(((p, Stamp(stamp)), digests));
         rest = &r[suffix_len + STAT_FIXED..];
     }
@@ -373,74 +382,103 @@ fn decode(bytes: &[u8]) -> Option<Vec<(Key, Digests)>> {
 /// length (u16) and bytes, the stamp (7 × i64), SHA-1 (20 bytes), SHA-256
 /// (32 bytes); then the CRC-32 of everything before it (u32).
 pub fn save(file: &Path) {
-    let encoded = {
-        let m = memo();
-        let unchanged = !m.learnt && m.loaded_used == m.loaded && file.exists();
-        if unchanged {
-            return;
-        }
-        let mut used: Vec<(&Key, &Digests)> = m
-            .files
-            .iter()
-            .filter(|(_, k)| k.used)
-            .map(|(key, k)| (key, &*k.digests))
-            .collect();
-        used.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        used.truncate(MAX_STAT_ENTRIES);
-        encode(&used)
-    };
     let Some(dir) = file.parent() else { return };
+    let m = memo();
+    let unchanged = !m.learnt && m.loaded_used == m.loaded && file.exists();
+    if unchanged {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut used: Vec<(&OsString, Stamp, &Digests)> = m
+        .files
+        .iter()
+        // Longer than any path Linux opens: not kept.
+        .filter(|(path, k)| k.used && path.as_bytes().len() <= MAX_STAT_PATH)
+        .map(|(path, k)| (path, k.stamp, &*k.digests))
+        .collect();
+    used.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    used.truncate(MAX_STAT_ENTRIES);
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
     let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
         return;
     };
-    use std::io::Write;
-    if tmp.write_all(&encoded).is_ok() && tmp.flush().is_ok() && tmp.persist(file).is_ok() {
+    let written = {
+        let mut w = Crc32Writer {
+            out: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),
+            crc: crc32fast::Hasher::new(),
+        };
+        encode(&used, &mut w).and_then(|()| w.finish())
+    };
+    let count = used.len();
+    drop(used);
+    drop(m);
+    if written.is_ok() && tmp.persist(file).is_ok() {
         let mut m = memo();
         m.learnt = false;
-        m.loaded = m.files.values().filter(|k| k.used).count();
-        m.loaded_used = m.loaded;
+        m.loaded = count;
+        m.loaded_used = count;
     }
     trim_stat_files(dir);
 }
 
-fn encode(entries: &[(&Key, &Digests)]) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = Vec::with_capacity(24 + entries.len() * (STAT_FIXED + 24));
-    out.extend_from_slice(STAT_MAGIC);
-    out.extend_from_slice(&STAT_VERSION.to_le_bytes());
-    let count_at = out.len();
-    out.extend_from_slice(&0u64.to_le_bytes());
-    let mut count = 0u64;
-    let mut prev: &[u8] = &[];
-    for ((path, stamp), d) in entries {
-        let p = path.as_os_str().as_bytes();
-        let shared = p
-            .iter()
-            .zip(prev)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(usize::from(u16::MAX));
-        let Ok(suffix_len) = u16::try_from(p.len() - shared) else {
-            continue; // longer than any path Linux opens
-        };
-        out.extend_from_slice(&(shared as u16).to_le_bytes());
-        out.extend_from_slice(&suffix_len.to_le_bytes());
-        out.extend_from_slice(&p[shared..]);
-        for s in stamp.0 {
-            out.extend_from_slice(&s.to_le_bytes());
-        }
-        out.extend_from_slice(&d.sha1);
-        out.extend_from_slice(&d.sha256);
-        prev = p;
-        count += 1;
+/// A writer that keeps the CRC-32 of what passed through it and appends it
+/// when finished.
+struct Crc32Writer<W: std::io::Write> {
+    out: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: std::io::Write> std::io::Write for Crc32Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
     }
-    out[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<W: std::io::Write> Crc32Writer<W> {
+    fn finish(mut self) -> std::io::Result<()> {
+        let crc = self.crc.clone().finalize();
+        self.out.write_all(&crc.to_le_bytes())?;
+        self.out.flush()
+    }
+}
+
+/// The longest path a stat cache entry holds (its length is a u16).
+const MAX_STAT_PATH: usize = u16::MAX as usize;
+
+/// Write `entries` (sorted by path, none longer than [`MAX_STAT_PATH`]) in
+/// the stat cache format, all but the trailing CRC-32.
+fn encode(
+    entries: &[(&OsString, Stamp, &Digests)],
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    out.write_all(STAT_MAGIC)?;
+    out.write_all(&STAT_VERSION.to_le_bytes())?;
+    out.write_all(&(entries.len() as u64).to_le_bytes())?;
+    let mut prev: &[u8] = &[];
+    for (path, stamp, d) in entries {
+        let p = path.as_bytes();
+        let shared = p.iter().zip(prev).take_while(|(a, b)| a == b).count();
+        // Both fit in a u16: no path is longer than MAX_STAT_PATH.
+        out.write_all(&(shared as u16).to_le_bytes())?;
+        out.write_all(&((p.len() - shared) as u16).to_le_bytes())?;
+        out.write_all(&p[shared..])?;
+        for s in stamp.0 {
+            out.write_all(&s.to_le_bytes())?;
+        }
+        out.write_all(&d.sha1)?;
+        out.write_all(&d.sha256)?;
+        prev = p;
+    }
+    Ok(())
 }
 
 /// Keep the [`MAX_STAT_FILES`] most recently saved stat cache files in
@@ -513,15 +551,24 @@ mod tests {
                     sha1: [n; 20],
                     sha256: [n + 100; 32],
                 };
-                ((PathBuf::from(p), stamp), d)
+                ((OsString::from(p), stamp), d)
             })
             .collect()
     }
 
     fn encoded() -> Vec<u8> {
         let e = entries();
-        let refs: Vec<(&Key, &Digests)> = e.iter().map(|(k, d)| (k, d)).collect();
-        encode(&refs)
+        let refs: Vec<(&OsString, Stamp, &Digests)> =
+            e.iter().map(|((p, s), d)| (p, *s, d)).collect();
+        let mut w = Crc32Writer {
+            out: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+        };
+        encode(&refs, &mut w).unwrap();
+        let crc = w.crc.clone().finalize();
+        let mut out = w.out;
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
     }
 
     #[test]
@@ -530,10 +577,7 @@ mod tests {
         assert!(bytes.starts_with(STAT_MAGIC));
         assert_eq!(decode(&bytes), Some(entries()));
         // Front coding: "/usr/lib/ab.so" is stored as 9 shared bytes + "ab.so".
-        let plain: usize = entries()
-            .iter()
-            .map(|((p, _), _)| p.as_os_str().len())
-            .sum();
+        let plain: usize = entries().iter().map(|((p, _), _)| p.len()).sum();
         assert!(bytes.len() < 24 + 4 * (4 + STAT_FIXED) + plain);
     }
 
