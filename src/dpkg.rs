@@ -174,6 +174,9 @@ pub struct DpkgDb {
     owners: Memo<PathBuf, Option<(usize, PathBuf)>>,
     /// Package name → licenses read from its copyright file, as read.
     licenses: Memo<String, Licenses>,
+    /// Host files found to be no symlink and to have a name no package
+    /// lists (so no owner): asked about again by every pass over the plan.
+    unlisted: std::sync::Mutex<rustc_hash::FxHashSet<OsString>>,
 }
 
 impl DpkgDb {
@@ -281,6 +284,7 @@ impl DpkgDb {
             distro,
             dirs: Memo::default(),
             licenses: Memo::default(),
+            unlisted: Default::default(),
         }))
     }
 
@@ -316,8 +320,15 @@ impl DpkgDb {
         let unlisted_name = host_file
             .file_name()
             .is_some_and(|n| !self.files.contains_key(n));
-        if unlisted_name && !fs::symlink_metadata(host_file).is_ok_and(|m| m.is_symlink()) {
-            return None;
+        if unlisted_name {
+            let plain = || self.unlisted.lock().unwrap_or_else(|e| e.into_inner());
+            if plain().contains(host_file.as_os_str()) {
+                return None;
+            }
+            if !fs::symlink_metadata(host_file).is_ok_and(|m| m.is_symlink()) {
+                plain().insert(host_file.as_os_str().to_owned());
+                return None;
+            }
         }
         self.owners
             .get_or(host_file, || self.find_owner(host_file))
