@@ -35,6 +35,10 @@ use crate::plan::{ItemKind, Plan};
 /// Bump when the key's recipe or the entry layout changes.
 const FORMAT: &str = "bareroot-layer-cache-1";
 
+/// The name of the CRC-32 stored beside an extra file is the file's with
+/// this appended.
+const CRC_SUFFIX: &str = ".crc32";
+
 /// Default bound on the cache's size.
 pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
 
@@ -241,41 +245,30 @@ impl Cache {
         self.trim()
     }
 
-    /// Copy a file stored beside the layer of `key` by
-    /// [`Cache::put_extra`] into `out`, streamed; false when it is missing
-    /// or damaged (its CRC-32, checked after the copy, does not match),
-    /// and then `out` holds a partial copy the caller must discard.
-    pub fn get_extra(&self, key: &str, name: &str, out: &mut impl io::Write) -> Result<bool> {
-        use std::io::Read;
-        let path = self.root.join("layers").join(key).join(name);
-        let Ok(mut f) = fs::File::open(&path) else {
-            return Ok(false);
-        };
-        let mut want = [0u8; 4];
-        if f.read_exact(&mut want).is_err() {
-            return Ok(false);
-        }
-        let mut crc = crc32fast::Hasher::new();
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(_) => return Ok(false),
-            };
-            crc.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| Error::msg(format!("copy {} from the cache: {e}", path.display())))?;
-        }
-        Ok(crc.finalize().to_le_bytes() == want)
+    /// A file stored beside the layer of `key` by [`Cache::put_extra`],
+    /// when it is whole (its CRC-32 matches the one stored beside it in
+    /// `<name>.crc32`): its path, for linking or copying. A damaged copy is
+    /// a miss (and is written over by the next `put_extra`).
+    pub fn get_extra(&self, key: &str, name: &str) -> Option<PathBuf> {
+        let dir = self.root.join("layers").join(key);
+        let path = dir.join(name);
+        let want = fs::read(dir.join(format!("{name}{CRC_SUFFIX}"))).ok()?;
+        let want = u32::from_le_bytes(want.as_slice().try_into().ok()?);
+        (crc_file(&path).ok()? == want).then_some(path)
     }
 
-    /// Keep a copy of the file at `src` (derived from the layer, e.g. its
-    /// SBOM) beside the layer of `key`, which must be stored; streamed
-    /// through a temporary file renamed into place, with a CRC-32 in front.
+    /// Keep the file at `src` (derived from the layer, e.g. its SBOM) beside
+    /// the layer of `key`, which must be stored: hard-linked when it can be
+    /// (the same bytes, not copied), else copied, through a temporary name
+    /// renamed into place; then its CRC-32 beside it.
     pub fn put_extra(&self, key: &str, name: &str, src: &Path) -> Result<()> {
-        use std::io::{Read, Seek, Write};
-        if name.contains('/') || name.starts_with('.') || name == "blob" || name == "meta.json" {
+        use std::os::unix::fs::PermissionsExt;
+        if name.contains('/')
+            || name.starts_with('.')
+            || name.ends_with(CRC_SUFFIX)
+            || name == "blob"
+            || name == "meta.json"
+        {
             return Err(Error::msg(format!(
                 "store {name:?} in the cache: not a plain file name"
             )));
@@ -286,28 +279,26 @@ impl Cache {
                 "store {name} in the cache: no entry {key}"
             )));
         }
-        let mut from = fs::File::open(src).map_err(|e| Error::io("open", src, e))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+        let crc = crc_file(src)?;
+        let dest = dir.join(name);
+        let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        if fs::hard_link(src, &tmp).is_err() {
+            fs::copy(src, &tmp).map_err(|e| Error::io("copy into", &tmp, e))?;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io("set the mode of", &tmp, e))?;
+        }
+        // The old CRC goes first: a reader between the renames sees a miss.
+        let sidecar = dir.join(format!("{name}{CRC_SUFFIX}"));
+        let _ = fs::remove_file(&sidecar);
+        fs::rename(&tmp, &dest).map_err(|e| Error::io("store", &dest, e))?;
+        let mut staged = tempfile::NamedTempFile::new_in(&dir)
             .map_err(|e| Error::io("create a file in", &dir, e))?;
-        let mut write = |tmp: &mut tempfile::NamedTempFile| -> io::Result<()> {
-            let mut crc = crc32fast::Hasher::new();
-            let mut buf = vec![0u8; 256 << 10];
-            tmp.write_all(&[0; 4])?;
-            loop {
-                let n = from.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                crc.update(&buf[..n]);
-                tmp.write_all(&buf[..n])?;
-            }
-            tmp.seek(io::SeekFrom::Start(0))?;
-            tmp.write_all(&crc.finalize().to_le_bytes())?;
-            tmp.flush()
-        };
-        write(&mut tmp).map_err(|e| Error::io("write", tmp.path(), e))?;
-        tmp.persist(dir.join(name))
-            .map_err(|e| Error::io("store", dir.join(name), e.error))?;
+        io::Write::write_all(&mut staged, &crc.to_le_bytes())
+            .map_err(|e| Error::io("write", staged.path(), e))?;
+        staged
+            .persist(&sidecar)
+            .map_err(|e| Error::io("store", &sidecar, e.error))?;
         Ok(())
     }
 
@@ -435,5 +426,43 @@ mod tests {
             before,
             "the file now"
         );
+    }
+
+    #[test]
+    fn an_extra_file_is_linked_in_and_a_damaged_one_is_a_miss() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = Cache::new(t.path().join("cache"), DEFAULT_MAX_BYTES);
+        let blob = t.path().join("blob");
+        fs::write(&blob, b"layer bytes").unwrap();
+        let info = LayerInfo {
+            digest: Digest::of(b"layer bytes"),
+            diff_id: Digest::of(b"tar"),
+            size: 11,
+            media_type: crate::layer::MEDIA_TYPE_GZIP,
+        };
+        let key = "k".repeat(64);
+        let sbom = t.path().join("sbom.json");
+        fs::write(&sbom, b"{\"spdxVersion\": \"SPDX-2.3\"}").unwrap();
+        assert!(
+            cache.put_extra(&key, "sbom.json", &sbom).is_err(),
+            "no layer entry yet"
+        );
+        cache.put(&key, &info, &blob).unwrap();
+        for bad in ["../x", ".hidden", "blob", "meta.json", "a.crc32"] {
+            assert!(cache.put_extra(&key, bad, &sbom).is_err(), "{bad}");
+        }
+        assert_eq!(cache.get_extra(&key, "sbom.json"), None, "not stored yet");
+        cache.put_extra(&key, "sbom.json", &sbom).unwrap();
+        let kept = cache.get_extra(&key, "sbom.json").expect("stored");
+        assert_eq!(fs::read(&kept).unwrap(), fs::read(&sbom).unwrap());
+        // Damaged in place, same size: the CRC-32 catches it.
+        fs::write(&kept, b"{\"spdxVersion\": \"SPDX-2.4\"}").unwrap();
+        assert_eq!(cache.get_extra(&key, "sbom.json"), None, "damaged");
+        // Stored again (from a new file): whole again.
+        let fresh = t.path().join("fresh.json");
+        fs::write(&fresh, b"{}").unwrap();
+        cache.put_extra(&key, "sbom.json", &fresh).unwrap();
+        let kept = cache.get_extra(&key, "sbom.json").expect("stored again");
+        assert_eq!(fs::read(kept).unwrap(), b"{}");
     }
 }

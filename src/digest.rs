@@ -106,8 +106,9 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-/// Every input file's digests as the layer pass read them, by source path.
-pub type Inputs = std::collections::BTreeMap<PathBuf, Arc<Digests>>;
+/// Every input file's digests as the layer pass read them, by source path
+/// (its bytes: looked up once per plan entry, so hashed, not ordered).
+pub type Inputs = rustc_hash::FxHashMap<OsString, Arc<Digests>>;
 
 /// The digests of one file's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +146,38 @@ type Key = (OsString, Stamp);
 struct Known {
     stamp: Stamp,
     digests: Arc<Digests>,
+    /// The file's first bytes, when a probe read them at this stamp.
+    head: Option<Head>,
     used: bool,
+}
+
+/// The first bytes of a file (at most [`HEAD_LEN`]; fewer only when the file
+/// is shorter), as a probe that tells programs from data reads them: kept in
+/// the stat cache, so an unchanged file is not opened again to be told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    len: u8,
+    bytes: [u8; HEAD_LEN],
+}
+
+/// How many first bytes of a file a [`Head`] holds.
+pub const HEAD_LEN: usize = 20;
+
+impl Head {
+    /// The first bytes of a file: `bytes` (cut at [`HEAD_LEN`]).
+    pub fn new(bytes: &[u8]) -> Head {
+        let len = bytes.len().min(HEAD_LEN);
+        let mut h = Head {
+            len: len as u8,
+            bytes: [0; HEAD_LEN],
+        };
+        h.bytes[..len].copy_from_slice(&bytes[..len]);
+        h
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 #[derive(Default)]
@@ -158,6 +190,11 @@ struct Memo {
     loaded_used: usize,
     /// Digests learnt that the stat cache file does not have.
     learnt: bool,
+    /// Whether there is a stat cache to keep heads for ([`load`] was
+    /// called), and the heads probed of files whose digests are not known
+    /// yet (the layer pass learns them).
+    keep_heads: bool,
+    probed: rustc_hash::FxHashMap<OsString, (Stamp, Head)>,
 }
 
 fn memo() -> std::sync::MutexGuard<'static, Memo> {
@@ -188,18 +225,70 @@ pub fn known(path: &Path, meta: &Metadata) -> Option<Arc<Digests>> {
 /// when `stamp` was taken.
 pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
     let mut m = memo();
+    let head = match m.probed.remove(path.as_os_str()) {
+        Some((s, head)) if s == stamp => Some(head),
+        _ => None,
+    };
     let known = Known {
         stamp,
         digests: Arc::new(d),
+        head,
         used: true,
     };
     if let Some(old) = m.files.insert(path.as_os_str().to_owned(), known) {
         // The same digests again (two threads racing) change nothing.
         if old.used && old.stamp == stamp {
+            if let Some(k) = m.files.get_mut(path.as_os_str()) {
+                k.head = k.head.or(old.head);
+            }
             return;
         }
     }
     m.learnt = true;
+}
+
+/// The first bytes of the file at `path` when the stat cache has them for
+/// its current stamp (`meta`, its metadata not following a symlink). The
+/// file counts as used by this build.
+pub fn known_head(path: &Path, meta: &Metadata) -> Option<Head> {
+    let mut m = memo();
+    let k = m
+        .files
+        .get_mut(path.as_os_str())
+        .filter(|k| k.stamp == Stamp::of(meta))?;
+    let head = k.head?;
+    let first_use = !k.used;
+    k.used = true;
+    if first_use {
+        m.loaded_used += 1;
+    }
+    Some(head)
+}
+
+/// Whether the stat cache file had any entries: without, looking a file
+/// up costs a stat for nothing.
+pub fn any_loaded() -> bool {
+    memo().loaded > 0
+}
+
+/// Record the first bytes of the file at `path` as a probe read them when
+/// `stamp` was taken, for the stat cache (nothing without one).
+pub fn note_head(path: &Path, stamp: Stamp, head: Head) {
+    let mut m = memo();
+    if !m.keep_heads {
+        return;
+    }
+    match m.files.get_mut(path.as_os_str()) {
+        Some(k) if k.stamp == stamp => {
+            if k.head != Some(head) {
+                k.head = Some(head);
+                m.learnt = true;
+            }
+        }
+        _ => {
+            m.probed.insert(path.as_os_str().to_owned(), (stamp, head));
+        }
+    }
 }
 
 /// Forget what is known of files under `prefix` (a temporary tree about to
@@ -237,7 +326,7 @@ impl Source<'_> {
     /// The digests of `path`: as the layer pass read it when it did, else
     /// [`of`] (the file now).
     pub fn get(&self, path: &Path) -> Result<Arc<Digests>> {
-        match self.read.and_then(|r| r.get(path)) {
+        match self.read.and_then(|r| r.get(path.as_os_str())) {
             Some(d) => Ok(d.clone()),
             None => of(path),
         }
@@ -253,7 +342,13 @@ pub fn all_known(paths: &[PathBuf]) -> Option<Inputs> {
         .par_iter()
         .map(|p| std::fs::metadata(p).ok().and_then(|m| known(p, &m)))
         .collect();
-    Some(paths.iter().cloned().zip(found?).collect())
+    Some(
+        paths
+            .iter()
+            .map(|p| p.as_os_str().to_owned())
+            .zip(found?)
+            .collect(),
+    )
 }
 
 /// Lowercase hex.
@@ -297,14 +392,18 @@ const MAX_STAT_FILES: usize = 64;
 const MAX_STAT_ENTRIES: usize = 4_000_000;
 /// The first bytes of a stat cache file, then its format version.
 const STAT_MAGIC: &[u8; 12] = b"bareroot-st\0";
-const STAT_VERSION: u32 = 1;
-/// Bytes per entry after its path: the stamp (7 × i64), SHA-1, SHA-256.
-const STAT_FIXED: usize = 7 * 8 + 20 + 32;
+const STAT_VERSION: u32 = 2;
+/// Bytes per entry after its path: the stamp (7 × i64), SHA-1, SHA-256,
+/// the head's length (or [`NO_HEAD`]) and its bytes (zero-padded).
+const STAT_FIXED: usize = 7 * 8 + 20 + 32 + 1 + HEAD_LEN;
+/// The head length of an entry whose head is not known.
+const NO_HEAD: u8 = 0xff;
 
 /// Load the stat cache file written by [`save`]; a missing file, or one
 /// that fails any check (magic, version, CRC-32, lengths), is an empty
 /// cache.
 pub fn load(file: &Path) {
+    memo().keep_heads = true;
     let Ok(bytes) = std::fs::read(file) else {
         return;
     };
@@ -314,17 +413,18 @@ pub fn load(file: &Path) {
     let mut m = memo();
     m.loaded += entries.len();
     m.files.reserve(entries.len());
-    for ((path, stamp), digests) in entries {
+    for ((path, stamp), digests, head) in entries {
         let known = Known {
             stamp,
             digests: Arc::new(digests),
+            head,
             used: false,
         };
         m.files.entry(path).or_insert(known);
     }
 }
 
-fn decode(bytes: &[u8]) -> Option<Vec<(Key, Digests)>> {
+fn decode(bytes: &[u8]) -> Option<Vec<(Key, Digests, Option<Head>)>> {
     use std::os::unix::ffi::OsStrExt;
     let body_len = bytes.len().checked_sub(4)?;
     let (body, crc) = bytes.split_at(body_len);
@@ -362,8 +462,13 @@ fn decode(bytes: &[u8]) -> Option<Vec<(Key, Digests)>> {
             sha1: fixed[56..76].try_into().ok()?,
             sha256: fixed[76..108].try_into().ok()?,
         };
+        let head = match fixed[108] {
+            NO_HEAD => None,
+            n if usize::from(n) <= HEAD_LEN => Some(Head::new(&fixed[109..109 + usize::from(n)])),
+            _ => return None,
+        };
         let p = std::ffi::OsStr::from_bytes(&path).to_owned();
-        out.push(((p, Stamp(stamp)), digests));
+        out.push(((p, Stamp(stamp)), digests, head));
         rest = &r[suffix_len + STAT_FIXED..];
     }
     rest.is_empty().then_some(out)
@@ -380,7 +485,9 @@ fn decode(bytes: &[u8]) -> Option<Vec<(Key, Digests)>> {
 /// (u32), the entry count (u64); per entry, in path order, the length of
 /// the path's prefix shared with the previous entry's (u16), the rest's
 /// length (u16) and bytes, the stamp (7 × i64), SHA-1 (20 bytes), SHA-256
-/// (32 bytes); then the CRC-32 of everything before it (u32).
+/// (32 bytes), the length of the file's head (u8; 255: not known) and
+/// [`HEAD_LEN`] bytes holding it, zero-padded; then the CRC-32 of
+/// everything before it (u32).
 pub fn save(file: &Path) {
     let Some(dir) = file.parent() else { return };
     let m = memo();
@@ -389,12 +496,12 @@ pub fn save(file: &Path) {
         return;
     }
     use std::os::unix::ffi::OsStrExt;
-    let mut used: Vec<(&OsString, Stamp, &Digests)> = m
+    let mut used: Vec<Entry> = m
         .files
         .iter()
         // Longer than any path Linux opens: not kept.
         .filter(|(path, k)| k.used && path.as_bytes().len() <= MAX_STAT_PATH)
-        .map(|(path, k)| (path, k.stamp, &*k.digests))
+        .map(|(path, k)| (path, k.stamp, &*k.digests, k.head))
         .collect();
     used.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     used.truncate(MAX_STAT_ENTRIES);
@@ -450,21 +557,21 @@ impl<W: std::io::Write> Crc32Writer<W> {
     }
 }
 
+/// One entry as saved: path, stamp, digests, head.
+type Entry<'a> = (&'a OsString, Stamp, &'a Digests, Option<Head>);
+
 /// The longest path a stat cache entry holds (its length is a u16).
 const MAX_STAT_PATH: usize = u16::MAX as usize;
 
 /// Write `entries` (sorted by path, none longer than [`MAX_STAT_PATH`]) in
 /// the stat cache format, all but the trailing CRC-32.
-fn encode(
-    entries: &[(&OsString, Stamp, &Digests)],
-    out: &mut impl std::io::Write,
-) -> std::io::Result<()> {
+fn encode(entries: &[Entry], out: &mut impl std::io::Write) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     out.write_all(STAT_MAGIC)?;
     out.write_all(&STAT_VERSION.to_le_bytes())?;
     out.write_all(&(entries.len() as u64).to_le_bytes())?;
     let mut prev: &[u8] = &[];
-    for (path, stamp, d) in entries {
+    for (path, stamp, d, head) in entries {
         let p = path.as_bytes();
         let shared = p.iter().zip(prev).take_while(|(a, b)| a == b).count();
         // Both fit in a u16: no path is longer than MAX_STAT_PATH.
@@ -476,6 +583,13 @@ fn encode(
         }
         out.write_all(&d.sha1)?;
         out.write_all(&d.sha256)?;
+        match head {
+            Some(h) => {
+                out.write_all(&[h.len])?;
+                out.write_all(&h.bytes)?;
+            }
+            None => out.write_all(&[NO_HEAD; 1 + HEAD_LEN])?,
+        }
         prev = p;
     }
     Ok(())
@@ -540,7 +654,7 @@ pub fn md5_of(path: &Path) -> Result<[u8; 16]> {
 mod tests {
     use super::*;
 
-    fn entries() -> Vec<(Key, Digests)> {
+    fn entries() -> Vec<(Key, Digests, Option<Head>)> {
         ["/usr/lib/a.so", "/usr/lib/ab.so", "/usr/lib/b/c", "/x"]
             .iter()
             .enumerate()
@@ -551,15 +665,20 @@ mod tests {
                     sha1: [n; 20],
                     sha256: [n + 100; 32],
                 };
-                ((OsString::from(p), stamp), d)
+                // Known heads of every length a head has, and none.
+                let head = (i != 2).then(|| {
+                    Head::new(
+                        &b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0"[..[0, 7, 0, 20][i]],
+                    )
+                });
+                ((OsString::from(p), stamp), d, head)
             })
             .collect()
     }
 
     fn encoded() -> Vec<u8> {
         let e = entries();
-        let refs: Vec<(&OsString, Stamp, &Digests)> =
-            e.iter().map(|((p, s), d)| (p, *s, d)).collect();
+        let refs: Vec<Entry> = e.iter().map(|((p, s), d, h)| (p, *s, d, *h)).collect();
         let mut w = Crc32Writer {
             out: Vec::new(),
             crc: crc32fast::Hasher::new(),
@@ -577,7 +696,7 @@ mod tests {
         assert!(bytes.starts_with(STAT_MAGIC));
         assert_eq!(decode(&bytes), Some(entries()));
         // Front coding: "/usr/lib/ab.so" is stored as 9 shared bytes + "ab.so".
-        let plain: usize = entries().iter().map(|((p, _), _)| p.len()).sum();
+        let plain: usize = entries().iter().map(|((p, _), _, _)| p.len()).sum();
         assert!(bytes.len() < 24 + 4 * (4 + STAT_FIXED) + plain);
     }
 
@@ -594,7 +713,7 @@ mod tests {
         }
         // A right CRC over a wrong version (a later bareroot's file).
         let mut other = good[..good.len() - 4].to_vec();
-        other[STAT_MAGIC.len()] = 2;
+        other[STAT_MAGIC.len()] = 1;
         let crc = crc32fast::hash(&other);
         other.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(decode(&other), None);

@@ -57,8 +57,8 @@ pub fn sbom(
     let file = super::sbom_file_name(platform);
     let cache = opts.cache.as_ref().filter(|_| !opts.no_cache);
     if let (Some(c), Some(k)) = (cache, &layer.key) {
-        // A damaged copy is written over below.
-        if layout.put_file_with(&file, |w| c.get_extra(k, &cache_name, w))? {
+        if let Some(kept) = c.get_extra(k, &cache_name) {
+            layout.put_file_from(&file, &kept)?;
             return Ok(Sbom {
                 file,
                 fresh: false,

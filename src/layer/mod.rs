@@ -344,7 +344,7 @@ pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, mut out: W) -> Result<Inputs
         let sha256 = sha256.join().unwrap_or_default();
         written?;
         let mut hashed = sha1.iter().zip(&sha256);
-        let mut inputs = Inputs::new();
+        let mut inputs = Inputs::default();
         for (src, how) in read {
             let digests = match how {
                 ReadAs::Known(d) => d,
@@ -363,7 +363,7 @@ pub fn write_tar<W: Write>(plan: &Plan, epoch: u64, mut out: W) -> Result<Inputs
                     Arc::new(d)
                 }
             };
-            inputs.insert(src.to_path_buf(), digests);
+            inputs.insert(src.as_os_str().to_owned(), digests);
         }
         Ok(inputs)
     })
@@ -706,7 +706,7 @@ mod tests {
         let inputs = write_tar(&plan, 0, &mut tar).unwrap();
         let mut at = 0;
         for (src, bytes) in &files {
-            let d = &inputs[src];
+            let d = &inputs[src.as_os_str()];
             assert_eq!(d.sha256[..], Sha256::digest(bytes)[..], "{}", src.display());
             assert_eq!(
                 d.sha1[..],

@@ -154,6 +154,19 @@ impl LayoutWriter {
         Ok(answer)
     }
 
+    /// Put the file at `src` into the layout as `name`: hard-linked when it
+    /// can be (the same bytes, not copied), else copied.
+    pub fn put_file_from(&mut self, name: &str, src: &Path) -> Result<()> {
+        let path = self.root.join(name);
+        let _ = fs::remove_file(&path);
+        if fs::hard_link(src, &path).is_err() {
+            fs::copy(src, &path).with_path("copy into", &path)?;
+        }
+        let f = File::open(&path).with_path("open", &path)?;
+        self.unsynced.push((f, path));
+        Ok(())
+    }
+
     /// Where a file written by [`LayoutWriter::put_file_with`] is.
     pub fn file_path(&self, name: &str) -> PathBuf {
         self.root.join(name)

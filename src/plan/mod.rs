@@ -245,8 +245,19 @@ impl Plan {
     /// Insert an entry, creating missing parent directories. Equal entries
     /// merge; conflicting ones are an error naming both reasons.
     pub fn insert(&mut self, path: &ImagePath, item: Item) -> std::result::Result<(), String> {
-        let path = self.resolve_parents(path)?;
-        let mut parent = path.parent();
+        // A parent that is a directory of the plan was resolved, and had
+        // its own parents made, when it was put in (the entries of a tree
+        // come after their directory): nothing to resolve or make.
+        let parent_planned = path
+            .parent()
+            .and_then(|p| self.entries.get(&p))
+            .is_some_and(|e| matches!(e.kind, ItemKind::Dir));
+        let path = if parent_planned {
+            path.clone()
+        } else {
+            self.resolve_parents(path)?
+        };
+        let mut parent = path.parent().filter(|_| !parent_planned);
         let mut parents = Vec::new();
         while let Some(p) = parent {
             parent = p.parent();
@@ -530,7 +541,23 @@ struct Probe {
 }
 
 fn probe(path: &Path) -> Result<Probe> {
+    use crate::digest::{self, Head, Stamp};
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let of = |m: &fs::Metadata, head: &[u8]| Probe {
+        size: m.len(),
+        content: classify(head),
+        linked: (m.nlink() > 1).then(|| (m.dev(), m.ino())),
+    };
+    // A file the stat cache has seen at this stamp is told from the head
+    // kept there, without opening it (the stamp's ctime also covers a
+    // change of the link count).
+    if digest::any_loaded() {
+        if let Ok(m) = fs::symlink_metadata(path) {
+            if let Some(head) = m.is_file().then(|| digest::known_head(path, &m)).flatten() {
+                return Ok(of(&m, head.as_slice()));
+            }
+        }
+    }
     // Non-blocking, so a file swapped for a FIFO since the walk cannot
     // hang the build; it is then refused.
     let mut f = fs::OpenOptions::new()
@@ -545,13 +572,10 @@ fn probe(path: &Path) -> Result<Probe> {
             path.display()
         )));
     }
-    let mut head = [0u8; 20];
+    let mut head = [0u8; digest::HEAD_LEN];
     let n = read_full(&mut f, &mut head).with_path("read", path)?;
-    Ok(Probe {
-        size: m.len(),
-        content: classify(&head[..n]),
-        linked: (m.nlink() > 1).then(|| (m.dev(), m.ino())),
-    })
+    digest::note_head(path, Stamp::of(&m), Head::new(&head[..n]));
+    Ok(of(&m, &head[..n]))
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub fn add(plan: &mut Plan, dbs: &[DpkgDb]) -> Result<()> {
     if dbs.is_empty() {
         return Ok(());
     }
+    look_up_owners(plan, dbs);
     for (at, (src, package)) in copyright_sources(plan, dbs) {
         let at = ImagePath::new(&at).map_err(&fail)?;
         if !plan.entries.contains_key(&at) {
@@ -107,6 +108,24 @@ pub(crate) struct Owned<'a> {
     /// (image path, host path, path as the package lists it), sorted by
     /// image path.
     pub files: Vec<(&'a ImagePath, &'a Path, PathBuf)>,
+}
+
+/// Look up the owner of every regular file of the plan on all cores (a
+/// stat for most, a path resolved for some), so that [`owners`] finds each
+/// memoized in its database.
+fn look_up_owners(plan: &Plan, dbs: &[DpkgDb]) {
+    use rayon::prelude::*;
+    let srcs: Vec<&Path> = plan
+        .entries
+        .values()
+        .filter_map(|i| match &i.kind {
+            ItemKind::File { src, .. } => Some(src.as_path()),
+            _ => None,
+        })
+        .collect();
+    srcs.par_iter().for_each(|src| {
+        let _ = dbs.iter().find_map(|db| db.owner_entry(src));
+    });
 }
 
 /// The packages owning the plan's regular files, keyed by (name,

@@ -129,12 +129,14 @@ fn cache_hits_are_byte_identical_and_damage_or_changes_are_detected() {
     };
     assert_eq!(layer("a"), layer("b"));
 
-    // The SBOM is kept beside the layer; a hit gives the same bytes, and a
-    // damaged stored copy is not used but made again, the same.
+    // The SBOM is kept beside the layer with its CRC-32 beside it; a hit
+    // gives the same bytes, and a damaged stored copy is not used but made
+    // again, the same.
     let sbom =
         |dir: &str| fs::read(tmp.path().join(dir).join("sbom-linux-amd64.spdx.json")).unwrap();
-    assert_eq!(sbom("a"), sbom("b"));
-    let stored: Vec<_> = fs::read_dir(&entries(&cache)[0])
+    let made = sbom("a");
+    assert_eq!(sbom("b"), made);
+    let mut stored: Vec<_> = fs::read_dir(&entries(&cache)[0])
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -145,14 +147,21 @@ fn cache_hits_are_byte_identical_and_damage_or_changes_are_detected() {
                 .starts_with("sbom-")
         })
         .collect();
-    assert_eq!(stored.len(), 1, "{stored:?}");
+    stored.sort();
+    assert_eq!(stored.len(), 2, "the SBOM and its CRC-32: {stored:?}");
+    let crc = fs::read(&stored[1]).unwrap();
+    assert!(stored[1].to_string_lossy().ends_with(".spdx.json.crc32"));
+    assert_eq!(crc, crc32fast::hash(&made).to_le_bytes(), "the CRC-32, LE");
     let mut kept = fs::read(&stored[0]).unwrap();
-    assert_eq!(&kept[4..], &sbom("a")[..], "stored after a 4-byte CRC");
+    assert_eq!(kept, made, "stored as is");
     let n = kept.len();
     kept[n - 2] ^= 1;
+    // Not written in place: it is a hard link to the layouts' copies.
+    fs::remove_file(&stored[0]).unwrap();
     fs::write(&stored[0], &kept).unwrap();
     cached_build(&recipe, &tmp.path().join("a2"), &cache);
-    assert_eq!(sbom("a2"), sbom("a"));
+    assert_eq!(sbom("a2"), made);
+    assert_eq!(fs::read(&stored[0]).unwrap(), made, "stored again");
 
     // A damaged entry is detected, not used: the layer is rebuilt, the same.
     let entry = entries(&cache).remove(0);
@@ -218,4 +227,59 @@ fn cache_hits_are_byte_identical_and_damage_or_changes_are_detected() {
         .arg("--quiet"));
     assert!(!last_line(&s).is_empty());
     assert!(entries(&cache).len() <= 1, "{:?}", entries(&cache));
+}
+
+/// The stat cache keeps each tree file's first bytes (they decide whether
+/// it is a program, and its mode): an unchanged file is told from them, a
+/// changed one (same size, same mtime) is read again.
+#[test]
+fn a_tree_file_that_becomes_a_script_is_probed_again_despite_the_stat_cache() {
+    use std::fs;
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let tree = tmp.path().join("tree");
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::write(tree.join("bin/tool"), "echo data, not run\n").unwrap();
+    fs::write(tree.join("readme"), "plain\n").unwrap();
+    let when = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+    filetime::set_file_mtime(tree.join("bin/tool"), when).unwrap();
+    let recipe = tmp.path().join("r.toml");
+    fs::write(
+        &recipe,
+        format!(
+            "name = \"probed\"\n[[tree]]\nsrc = \"{}\"\ndest = \"/app\"\n",
+            tree.display()
+        ),
+    )
+    .unwrap();
+    let full = |out: &str| {
+        last_line(&ok(bareroot()
+            .arg("build")
+            .arg(&recipe)
+            .arg("--no-cache")
+            .arg("--output")
+            .arg(tmp.path().join(out))
+            .arg("--quiet")))
+    };
+    let first = cached_build(&recipe, &tmp.path().join("a"), &cache);
+    assert_eq!(first, full("a-full"));
+    assert_eq!(cached_build(&recipe, &tmp.path().join("b"), &cache), first);
+    // The same size and mtime, other first bytes: a script now (mode 0755).
+    fs::write(tree.join("bin/tool"), "#!/bin/sh\necho run\n").unwrap();
+    filetime::set_file_mtime(tree.join("bin/tool"), when).unwrap();
+    let again = cached_build(&recipe, &tmp.path().join("c"), &cache);
+    assert_ne!(again, first);
+    assert_eq!(again, full("c-full"), "as a build without any cache");
+    let mode = |layout: &str| {
+        let o = ok(bareroot()
+            .arg("inspect")
+            .arg(tmp.path().join(layout))
+            .arg("--json"));
+        let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+        let files = v[0]["images"][0]["layers"][0]["files"].as_array().unwrap();
+        let tool = files.iter().find(|f| f["path"] == "/app/bin/tool").unwrap();
+        tool["mode"].as_str().unwrap().to_string()
+    };
+    assert_eq!(mode("b"), "0644", "data from the stat cache's head");
+    assert_eq!(mode("c"), "0755", "a script once its bytes say so");
 }
