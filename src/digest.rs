@@ -149,6 +149,9 @@ struct Known {
     /// The file's first bytes, when a probe read them at this stamp.
     head: Option<Head>,
     used: bool,
+    /// Whether this process saw the file at this stamp (a stat that
+    /// matched, or the read that hashed it).
+    checked: bool,
 }
 
 /// The first bytes of a file (at most [`HEAD_LEN`]; fewer only when the file
@@ -214,6 +217,7 @@ pub fn known(path: &Path, meta: &Metadata) -> Option<Arc<Digests>> {
         .filter(|k| k.stamp == Stamp::of(meta))?;
     let first_use = !k.used;
     k.used = true;
+    k.checked = true;
     let d = k.digests.clone();
     if first_use {
         m.loaded_used += 1;
@@ -234,6 +238,7 @@ pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
         digests: Arc::new(d),
         head,
         used: true,
+        checked: true,
     };
     if let Some(old) = m.files.insert(path.as_os_str().to_owned(), known) {
         // The same digests again (two threads racing) change nothing.
@@ -259,6 +264,7 @@ pub fn known_head(path: &Path, meta: &Metadata) -> Option<Head> {
     let head = k.head?;
     let first_use = !k.used;
     k.used = true;
+    k.checked = true;
     if first_use {
         m.loaded_used += 1;
     }
@@ -334,13 +340,19 @@ impl Source<'_> {
 }
 
 /// The digests of every one of `paths` when all are known (so a cache key
-/// can be made without reading any file); the files are stat'ed in
-/// parallel.
+/// can be made without reading any file): those this process already saw
+/// at the stamp it knows them for are not looked at again (the probe that
+/// told them program or data did), the others are stat'ed in parallel.
 pub fn all_known(paths: &[PathBuf]) -> Option<Inputs> {
     use rayon::prelude::*;
+    let checked = |p: &Path| {
+        let m = memo();
+        let k = m.files.get(p.as_os_str()).filter(|k| k.checked)?;
+        Some(k.digests.clone())
+    };
     let found: Option<Vec<Arc<Digests>>> = paths
         .par_iter()
-        .map(|p| std::fs::metadata(p).ok().and_then(|m| known(p, &m)))
+        .map(|p| checked(p).or_else(|| std::fs::metadata(p).ok().and_then(|m| known(p, &m))))
         .collect();
     Some(
         paths
@@ -419,6 +431,7 @@ pub fn load(file: &Path) {
             digests: Arc::new(digests),
             head,
             used: false,
+            checked: false,
         };
         m.files.entry(path).or_insert(known);
     }

@@ -174,9 +174,11 @@ pub struct DpkgDb {
     owners: Memo<PathBuf, Option<(usize, PathBuf)>>,
     /// Package name → licenses read from its copyright file, as read.
     licenses: Memo<String, Licenses>,
-    /// Host files found to be no symlink and to have a name no package
-    /// lists (so no owner): asked about again by every pass over the plan.
-    unlisted: std::sync::Mutex<rustc_hash::FxHashSet<OsString>>,
+    /// Host directory → the names in it that are symlinks (None: it could
+    /// not be listed), read once: a file whose name no package lists has an
+    /// owner only if it is a symlink, and a big tree is not stat'ed file by
+    /// file to learn that.
+    links_in: std::sync::Mutex<FxHashMap<OsString, Option<rustc_hash::FxHashSet<OsString>>>>,
 }
 
 impl DpkgDb {
@@ -284,7 +286,7 @@ impl DpkgDb {
             distro,
             dirs: Memo::default(),
             licenses: Memo::default(),
-            unlisted: Default::default(),
+            links_in: Default::default(),
         }))
     }
 
@@ -320,15 +322,8 @@ impl DpkgDb {
         let unlisted_name = host_file
             .file_name()
             .is_some_and(|n| !self.files.contains_key(n));
-        if unlisted_name {
-            let plain = || self.unlisted.lock().unwrap_or_else(|e| e.into_inner());
-            if plain().contains(host_file.as_os_str()) {
-                return None;
-            }
-            if !fs::symlink_metadata(host_file).is_ok_and(|m| m.is_symlink()) {
-                plain().insert(host_file.as_os_str().to_owned());
-                return None;
-            }
+        if unlisted_name && !self.is_symlink(host_file) {
+            return None;
         }
         self.owners
             .get_or(host_file, || self.find_owner(host_file))
@@ -354,6 +349,40 @@ impl DpkgDb {
                 .collect());
         }
         Ok(HashMap::new())
+    }
+
+    /// Whether the host file at `host_file` is a symlink, from the listing
+    /// of its directory (read once per directory), else from an lstat.
+    fn is_symlink(&self, host_file: &Path) -> bool {
+        let lstat = || fs::symlink_metadata(host_file).is_ok_and(|m| m.is_symlink());
+        let (Some(dir), Some(name)) = (host_file.parent(), host_file.file_name()) else {
+            return lstat();
+        };
+        let links = || self.links_in.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = links().get(dir.as_os_str()) {
+            return match known {
+                Some(names) => names.contains(name),
+                None => lstat(),
+            };
+        }
+        // Listed without the lock held; every entry read, or none trusted.
+        let listed: Option<rustc_hash::FxHashSet<OsString>> =
+            fs::read_dir(dir).ok().and_then(|rd| {
+                let mut names = rustc_hash::FxHashSet::default();
+                for e in rd {
+                    let e = e.ok()?;
+                    if e.file_type().ok()?.is_symlink() {
+                        names.insert(e.file_name());
+                    }
+                }
+                Some(names)
+            });
+        let answer = match &listed {
+            Some(names) => names.contains(name),
+            None => lstat(),
+        };
+        links().insert(dir.as_os_str().to_owned(), listed);
+        answer
     }
 
     fn find_owner(&self, host_file: &Path) -> Option<(usize, PathBuf)> {
@@ -1337,6 +1366,15 @@ Description: a tool
         assert_eq!(owner(&r.join("usr/bin/tool")), Some("tool"));
         assert_eq!(owner(&r.join("usr/bin/stray")), None);
         assert_eq!(owner(&r.join("usr/bin/missing")), None);
+        // A name no package lists is owned only through a symlink, told
+        // from its directory's listing; asked twice, the same answers.
+        fs::create_dir_all(r.join("opt/bin")).unwrap();
+        std::os::unix::fs::symlink("../../usr/bin/tool", r.join("opt/bin/tool-alias")).unwrap();
+        fs::write(r.join("opt/bin/plain-unlisted"), "x").unwrap();
+        for _ in 0..2 {
+            assert_eq!(owner(&r.join("opt/bin/tool-alias")), Some("tool"));
+            assert_eq!(owner(&r.join("opt/bin/plain-unlisted")), None);
+        }
         assert_eq!(owner(&r.join("usr/bin")), None, "directories are not owned");
         assert_eq!(owner(Path::new("/etc/hostname")), None, "outside the root");
         // Relative and non-normalized spellings of the root.
