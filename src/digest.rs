@@ -25,6 +25,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::statcache::{self, Rec, Table};
+
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 
@@ -136,12 +138,19 @@ impl Stamp {
             m.ctime_nsec(),
         ])
     }
+
+    /// The stamp of these fields (as [`Stamp::fields`] gives them).
+    pub fn from_fields(fields: [i64; 7]) -> Stamp {
+        Stamp(fields)
+    }
+
+    /// Device, inode, size, mtime (s, ns), ctime (s, ns).
+    pub fn fields(&self) -> [i64; 7] {
+        self.0
+    }
 }
 
-/// A file by path (its bytes, hashed fast) and stamp.
-type Key = (OsString, Stamp);
-
-/// What this process knows of one file's content, and whether this build
+/// What this process learnt of one file's content, and whether this build
 /// used it (looked it up or computed it): only used entries are saved.
 struct Known {
     stamp: Stamp,
@@ -149,9 +158,6 @@ struct Known {
     /// The file's first bytes, when a probe read them at this stamp.
     head: Option<Head>,
     used: bool,
-    /// Whether this process saw the file at this stamp (a stat that
-    /// matched, or the read that hashed it).
-    checked: bool,
 }
 
 /// The first bytes of a file (at most [`HEAD_LEN`]; fewer only when the file
@@ -185,19 +191,20 @@ impl Head {
 
 #[derive(Default)]
 struct Memo {
-    /// By path: what is known of the file as it was at one stamp.
+    /// By path: what this process learnt of a file as it was at one stamp
+    /// (it wins over the stat cache file's entry of the same path).
     files: rustc_hash::FxHashMap<OsString, Known>,
-    /// Entries read from the stat cache file, and how many of them this
-    /// build used: the file is rewritten only when it would change.
-    loaded: usize,
-    loaded_used: usize,
-    /// Digests learnt that the stat cache file does not have.
+    /// The stat cache file as loaded, used in place.
+    table: Table,
+    /// Digests or heads learnt that the stat cache file does not have.
     learnt: bool,
     /// Whether there is a stat cache to keep heads for ([`load`] was
     /// called), and the heads probed of files whose digests are not known
     /// yet (the layer pass learns them).
     keep_heads: bool,
     probed: rustc_hash::FxHashMap<OsString, (Stamp, Head)>,
+    /// Trees whose files are not to be saved ([`forget_under`]).
+    forgotten: Vec<PathBuf>,
 }
 
 fn memo() -> std::sync::MutexGuard<'static, Memo> {
@@ -207,22 +214,38 @@ fn memo() -> std::sync::MutexGuard<'static, Memo> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
+impl Memo {
+    /// The digests and head of `path` at `stamp`, from what this process
+    /// learnt or else the stat cache file, marked used (and seen at their
+    /// stamp when `checked`).
+    fn lookup(
+        &mut self,
+        path: &Path,
+        stamp: Stamp,
+        checked: bool,
+    ) -> Option<(Arc<Digests>, Option<Head>)> {
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(k) = self.files.get_mut(path.as_os_str()) {
+            if k.stamp == stamp {
+                k.used = true;
+                return Some((k.digests.clone(), k.head));
+            }
+            return None;
+        }
+        let at = self.table.find(path.as_os_str().as_bytes())?;
+        if self.table.stamp(at) != stamp {
+            return None;
+        }
+        self.table.mark(at, checked);
+        let rec = self.table.rec(at);
+        Some((Arc::new(rec.digests), rec.head))
+    }
+}
+
 /// The digests of the file at `path` when this process (or the stat cache)
 /// already knows them for its current stamp.
 pub fn known(path: &Path, meta: &Metadata) -> Option<Arc<Digests>> {
-    let mut m = memo();
-    let k = m
-        .files
-        .get_mut(path.as_os_str())
-        .filter(|k| k.stamp == Stamp::of(meta))?;
-    let first_use = !k.used;
-    k.used = true;
-    k.checked = true;
-    let d = k.digests.clone();
-    if first_use {
-        m.loaded_used += 1;
-    }
-    Some(d)
+    memo().lookup(path, Stamp::of(meta), true).map(|(d, _)| d)
 }
 
 /// Record digests computed elsewhere (the layer pass) for `path` as it was
@@ -238,7 +261,6 @@ pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
         digests: Arc::new(d),
         head,
         used: true,
-        checked: true,
     };
     if let Some(old) = m.files.insert(path.as_os_str().to_owned(), known) {
         // The same digests again (two threads racing) change nothing.
@@ -254,47 +276,42 @@ pub fn remember(path: &Path, stamp: Stamp, d: Digests) {
 
 /// The first bytes of the file at `path` when the stat cache has them for
 /// its current stamp (`meta`, its metadata not following a symlink). The
-/// file counts as used by this build.
+/// file counts as used by this build, and as seen at that stamp.
 pub fn known_head(path: &Path, meta: &Metadata) -> Option<Head> {
-    let mut m = memo();
-    let k = m
-        .files
-        .get_mut(path.as_os_str())
-        .filter(|k| k.stamp == Stamp::of(meta))?;
-    let head = k.head?;
-    let first_use = !k.used;
-    k.used = true;
-    k.checked = true;
-    if first_use {
-        m.loaded_used += 1;
-    }
-    Some(head)
+    memo().lookup(path, Stamp::of(meta), true)?.1
 }
 
 /// Whether the stat cache file had any entries: without, looking a file
 /// up costs a stat for nothing.
 pub fn any_loaded() -> bool {
-    memo().loaded > 0
+    !memo().table.is_empty()
 }
 
 /// Record the first bytes of the file at `path` as a probe read them when
 /// `stamp` was taken, for the stat cache (nothing without one).
 pub fn note_head(path: &Path, stamp: Stamp, head: Head) {
+    use std::os::unix::ffi::OsStrExt;
     let mut m = memo();
     if !m.keep_heads {
         return;
     }
-    match m.files.get_mut(path.as_os_str()) {
-        Some(k) if k.stamp == stamp => {
+    if let Some(k) = m.files.get_mut(path.as_os_str()) {
+        if k.stamp == stamp {
             if k.head != Some(head) {
                 k.head = Some(head);
                 m.learnt = true;
             }
+            return;
         }
-        _ => {
-            m.probed.insert(path.as_os_str().to_owned(), (stamp, head));
+    } else if let Some(at) = m.table.find(path.as_os_str().as_bytes()) {
+        if m.table.stamp(at) == stamp {
+            if m.table.set_head(at, head) {
+                m.learnt = true;
+            }
+            return;
         }
     }
+    m.probed.insert(path.as_os_str().to_owned(), (stamp, head));
 }
 
 /// Forget what is known of files under `prefix` (a temporary tree about to
@@ -302,12 +319,10 @@ pub fn note_head(path: &Path, stamp: Stamp, head: Head) {
 /// back.
 pub fn forget_under(prefix: &Path) {
     let mut m = memo();
-    let before = m.files.len();
     m.files
         .retain(|path, _| !Path::new(path).starts_with(prefix));
-    if m.files.len() != before {
-        m.learnt = true;
-    }
+    m.forgotten.push(prefix.to_path_buf());
+    m.learnt = true;
 }
 
 /// The digests of the file at `path` (a host path), computed on first use.
@@ -346,9 +361,17 @@ impl Source<'_> {
 pub fn all_known(paths: &[PathBuf]) -> Option<Inputs> {
     use rayon::prelude::*;
     let checked = |p: &Path| {
-        let m = memo();
-        let k = m.files.get(p.as_os_str()).filter(|k| k.checked)?;
-        Some(k.digests.clone())
+        use std::os::unix::ffi::OsStrExt;
+        let mut m = memo();
+        if m.files.contains_key(p.as_os_str()) {
+            return None;
+        }
+        let at = m.table.find(p.as_os_str().as_bytes())?;
+        if !m.table.checked(at) {
+            return None;
+        }
+        m.table.mark(at, true);
+        Some(Arc::new(m.table.rec(at).digests))
     };
     let found: Option<Vec<Arc<Digests>>> = paths
         .par_iter()
@@ -400,212 +423,105 @@ const STAT_DIR: &str = "stat";
 /// At most this many recipes keep a stat cache file; the least recently
 /// saved go first.
 const MAX_STAT_FILES: usize = 64;
-/// At most this many entries in one file (the first ones in path order).
-const MAX_STAT_ENTRIES: usize = 4_000_000;
-/// The first bytes of a stat cache file, then its format version.
-const STAT_MAGIC: &[u8; 12] = b"bareroot-st\0";
-const STAT_VERSION: u32 = 2;
-/// Bytes per entry after its path: the stamp (7 × i64), SHA-1, SHA-256,
-/// the head's length (or [`NO_HEAD`]) and its bytes (zero-padded).
-const STAT_FIXED: usize = 7 * 8 + 20 + 32 + 1 + HEAD_LEN;
-/// The head length of an entry whose head is not known.
-const NO_HEAD: u8 = 0xff;
 
-/// Load the stat cache file written by [`save`]; a missing file, or one
-/// that fails any check (magic, version, CRC-32, lengths), is an empty
-/// cache.
+/// Load the stat cache file written by [`save`] ([`crate::statcache`] says
+/// how it is laid out); a missing file, or one that fails any check, is an
+/// empty cache.
 pub fn load(file: &Path) {
-    memo().keep_heads = true;
-    let Ok(bytes) = std::fs::read(file) else {
-        return;
-    };
-    let Some(entries) = decode(&bytes) else {
-        return;
-    };
+    let table = Table::load(file);
     let mut m = memo();
-    m.loaded += entries.len();
-    m.files.reserve(entries.len());
-    for ((path, stamp), digests, head) in entries {
-        let known = Known {
-            stamp,
-            digests: Arc::new(digests),
-            head,
-            used: false,
-            checked: false,
-        };
-        m.files.entry(path).or_insert(known);
-    }
-}
-
-fn decode(bytes: &[u8]) -> Option<Vec<(Key, Digests, Option<Head>)>> {
-    use std::os::unix::ffi::OsStrExt;
-    let body_len = bytes.len().checked_sub(4)?;
-    let (body, crc) = bytes.split_at(body_len);
-    if crc32fast::hash(body).to_le_bytes() != crc {
-        return None;
-    }
-    let rest = body.strip_prefix(STAT_MAGIC.as_slice())?;
-    let (version, rest) = rest.split_first_chunk::<4>()?;
-    let (count, mut rest) = rest.split_first_chunk::<8>()?;
-    if u32::from_le_bytes(*version) != STAT_VERSION {
-        return None;
-    }
-    let count = usize::try_from(u64::from_le_bytes(*count)).ok()?;
-    if count > MAX_STAT_ENTRIES {
-        return None;
-    }
-    let mut out = Vec::with_capacity(count);
-    let mut path: Vec<u8> = Vec::new();
-    for _ in 0..count {
-        let (shared, r) = rest.split_first_chunk::<2>()?;
-        let (suffix_len, r) = r.split_first_chunk::<2>()?;
-        let shared = usize::from(u16::from_le_bytes(*shared));
-        let suffix_len = usize::from(u16::from_le_bytes(*suffix_len));
-        if shared > path.len() || r.len() < suffix_len + STAT_FIXED {
-            return None;
-        }
-        path.truncate(shared);
-        path.extend_from_slice(&r[..suffix_len]);
-        let fixed = &r[suffix_len..suffix_len + STAT_FIXED];
-        let mut stamp = [0i64; 7];
-        for (i, s) in stamp.iter_mut().enumerate() {
-            *s = i64::from_le_bytes(fixed[i * 8..i * 8 + 8].try_into().ok()?);
-        }
-        let digests = Digests {
-            sha1: fixed[56..76].try_into().ok()?,
-            sha256: fixed[76..108].try_into().ok()?,
-        };
-        let head = match fixed[108] {
-            NO_HEAD => None,
-            n if usize::from(n) <= HEAD_LEN => Some(Head::new(&fixed[109..109 + usize::from(n)])),
-            _ => return None,
-        };
-        let p = std::ffi::OsStr::from_bytes(&path).to_owned();
-        out.push(((p, Stamp(stamp)), digests, head));
-        rest = &r[suffix_len + STAT_FIXED..];
-    }
-    rest.is_empty().then_some(out)
+    m.keep_heads = true;
+    m.table = table;
 }
 
 /// Save the digests this build used (looked up or computed; at most
-/// [`MAX_STAT_ENTRIES`], the first in path order) to `file` for the next
-/// build of the same recipe, through a temporary file renamed into place.
-/// Nothing is written when the file would not change. Then the oldest stat
-/// cache files beyond [`MAX_STAT_FILES`] are removed, and the JSON stat
-/// cache of earlier versions (`digests.json`) with them.
-///
-/// The file (all integers little-endian): `bareroot-st\0`, the version
-/// (u32), the entry count (u64); per entry, in path order, the length of
-/// the path's prefix shared with the previous entry's (u16), the rest's
-/// length (u16) and bytes, the stamp (7 × i64), SHA-1 (20 bytes), SHA-256
-/// (32 bytes), the length of the file's head (u8; 255: not known) and
-/// [`HEAD_LEN`] bytes holding it, zero-padded; then the CRC-32 of
-/// everything before it (u32).
+/// [`statcache::MAX_ENTRIES`], the first in path order) to `file` for the
+/// next build of the same recipe, through a temporary file renamed into
+/// place. Nothing is written when the file would not change. Then the
+/// oldest stat cache files beyond [`MAX_STAT_FILES`] are removed, and the
+/// JSON stat cache of earlier versions (`digests.json`) with them.
 pub fn save(file: &Path) {
+    use std::os::unix::ffi::OsStrExt;
     let Some(dir) = file.parent() else { return };
-    let m = memo();
-    let unchanged = !m.learnt && m.loaded_used == m.loaded && file.exists();
+    let mut m = memo();
+    let unchanged = !m.learnt && m.table.used() == m.table.len() && file.exists();
     if unchanged {
         return;
     }
-    use std::os::unix::ffi::OsStrExt;
-    let mut used: Vec<Entry> = m
+    let forgotten = |p: &[u8]| {
+        m.forgotten
+            .iter()
+            .any(|f| Path::new(std::ffi::OsStr::from_bytes(p)).starts_with(f))
+    };
+    // Learnt this process (winning over the file's entry of the same
+    // path), merged in path order with the file's used entries.
+    let mut learnt: Vec<(&[u8], Rec)> = m
         .files
         .iter()
-        // Longer than any path Linux opens: not kept.
-        .filter(|(path, k)| k.used && path.as_bytes().len() <= MAX_STAT_PATH)
-        .map(|(path, k)| (path, k.stamp, &*k.digests, k.head))
+        .filter(|(_, k)| k.used)
+        .map(|(p, k)| {
+            let rec = Rec {
+                stamp: k.stamp,
+                digests: (*k.digests).clone(),
+                head: k.head,
+            };
+            (p.as_bytes(), rec)
+        })
+        .filter(|(p, _)| p.len() <= statcache::MAX_PATH && !forgotten(p))
         .collect();
-    used.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    used.truncate(MAX_STAT_ENTRIES);
+    learnt.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let kept = || {
+        m.table
+            .used_entries()
+            .filter(|(p, _)| !m.files.contains_key(std::ffi::OsStr::from_bytes(p)) && !forgotten(p))
+    };
+    let merged = || merge(kept(), learnt.iter().map(|(p, r)| (*p, r.clone())));
+    let count = merged().count().min(statcache::MAX_ENTRIES);
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
     let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
         return;
     };
-    let written = {
-        let mut w = Crc32Writer {
-            out: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),
-            crc: crc32fast::Hasher::new(),
-        };
-        encode(&used, &mut w).and_then(|()| w.finish())
-    };
-    let count = used.len();
-    drop(used);
-    drop(m);
+    let written = statcache::write(
+        count,
+        merged(),
+        std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),
+    );
+    drop(learnt);
     if written.is_ok() && tmp.persist(file).is_ok() {
-        let mut m = memo();
+        // What is saved is what the next save compares with.
         m.learnt = false;
-        m.loaded = count;
-        m.loaded_used = count;
+        m.table = Table::load(file);
+        for k in m.files.values_mut() {
+            k.used = false;
+        }
+        m.files.clear();
     }
+    drop(m);
     trim_stat_files(dir);
 }
 
-/// A writer that keeps the CRC-32 of what passed through it and appends it
-/// when finished.
-struct Crc32Writer<W: std::io::Write> {
-    out: W,
-    crc: crc32fast::Hasher,
-}
-
-impl<W: std::io::Write> std::io::Write for Crc32Writer<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
-impl<W: std::io::Write> Crc32Writer<W> {
-    fn finish(mut self) -> std::io::Result<()> {
-        let crc = self.crc.clone().finalize();
-        self.out.write_all(&crc.to_le_bytes())?;
-        self.out.flush()
-    }
-}
-
-/// One entry as saved: path, stamp, digests, head.
-type Entry<'a> = (&'a OsString, Stamp, &'a Digests, Option<Head>);
-
-/// The longest path a stat cache entry holds (its length is a u16).
-const MAX_STAT_PATH: usize = u16::MAX as usize;
-
-/// Write `entries` (sorted by path, none longer than [`MAX_STAT_PATH`]) in
-/// the stat cache format, all but the trailing CRC-32.
-fn encode(entries: &[Entry], out: &mut impl std::io::Write) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    out.write_all(STAT_MAGIC)?;
-    out.write_all(&STAT_VERSION.to_le_bytes())?;
-    out.write_all(&(entries.len() as u64).to_le_bytes())?;
-    let mut prev: &[u8] = &[];
-    for (path, stamp, d, head) in entries {
-        let p = path.as_bytes();
-        let shared = p.iter().zip(prev).take_while(|(a, b)| a == b).count();
-        // Both fit in a u16: no path is longer than MAX_STAT_PATH.
-        out.write_all(&(shared as u16).to_le_bytes())?;
-        out.write_all(&((p.len() - shared) as u16).to_le_bytes())?;
-        out.write_all(&p[shared..])?;
-        for s in stamp.0 {
-            out.write_all(&s.to_le_bytes())?;
-        }
-        out.write_all(&d.sha1)?;
-        out.write_all(&d.sha256)?;
-        match head {
-            Some(h) => {
-                out.write_all(&[h.len])?;
-                out.write_all(&h.bytes)?;
+/// Two iterators of entries in increasing path order, merged (the second
+/// wins on an equal path).
+fn merge<'a>(
+    a: impl Iterator<Item = (&'a [u8], Rec)>,
+    b: impl Iterator<Item = (&'a [u8], Rec)>,
+) -> impl Iterator<Item = (&'a [u8], Rec)> {
+    let mut a = a.peekable();
+    let mut b = b.peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) => match x.0.cmp(y.0) {
+            std::cmp::Ordering::Less => a.next(),
+            std::cmp::Ordering::Greater => b.next(),
+            std::cmp::Ordering::Equal => {
+                a.next();
+                b.next()
             }
-            None => out.write_all(&[NO_HEAD; 1 + HEAD_LEN])?,
-        }
-        prev = p;
-    }
-    Ok(())
+        },
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// Keep the [`MAX_STAT_FILES`] most recently saved stat cache files in
@@ -661,74 +577,4 @@ pub fn md5_of(path: &Path) -> Result<[u8; 16]> {
     let mut h = md5::Md5::new();
     read_through(path, |b| h.update(b))?;
     Ok(h.finalize().into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entries() -> Vec<(Key, Digests, Option<Head>)> {
-        ["/usr/lib/a.so", "/usr/lib/ab.so", "/usr/lib/b/c", "/x"]
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let n = i as u8;
-                let stamp = Stamp([i as i64, -1, 7, 1_700_000_000, 5, i64::MAX, 0]);
-                let d = Digests {
-                    sha1: [n; 20],
-                    sha256: [n + 100; 32],
-                };
-                // Known heads of every length a head has, and none.
-                let head = (i != 2).then(|| {
-                    Head::new(
-                        &b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0"[..[0, 7, 0, 20][i]],
-                    )
-                });
-                ((OsString::from(p), stamp), d, head)
-            })
-            .collect()
-    }
-
-    fn encoded() -> Vec<u8> {
-        let e = entries();
-        let refs: Vec<Entry> = e.iter().map(|((p, s), d, h)| (p, *s, d, *h)).collect();
-        let mut w = Crc32Writer {
-            out: Vec::new(),
-            crc: crc32fast::Hasher::new(),
-        };
-        encode(&refs, &mut w).unwrap();
-        let crc = w.crc.clone().finalize();
-        let mut out = w.out;
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
-    }
-
-    #[test]
-    fn the_stat_cache_format_round_trips_with_shared_prefixes() {
-        let bytes = encoded();
-        assert!(bytes.starts_with(STAT_MAGIC));
-        assert_eq!(decode(&bytes), Some(entries()));
-        // Front coding: "/usr/lib/ab.so" is stored as 9 shared bytes + "ab.so".
-        let plain: usize = entries().iter().map(|((p, _), _, _)| p.len()).sum();
-        assert!(bytes.len() < 24 + 4 * (4 + STAT_FIXED) + plain);
-    }
-
-    #[test]
-    fn a_damaged_truncated_or_other_version_stat_cache_is_refused() {
-        let good = encoded();
-        for i in 0..good.len() {
-            let mut bad = good.clone();
-            bad[i] ^= 0x40;
-            assert_eq!(decode(&bad), None, "byte {i} flipped");
-        }
-        for n in 0..good.len() {
-            assert_eq!(decode(&good[..n]), None, "cut at {n}");
-        }
-        // A right CRC over a wrong version (a later bareroot's file).
-        let mut other = good[..good.len() - 4].to_vec();
-        other[STAT_MAGIC.len()] = 1;
-        let crc = crc32fast::hash(&other);
-        other.extend_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode(&other), None);
-    }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod memo;
 pub mod platform;
 pub mod progress;
+pub mod statcache;
 pub mod timefmt;
 pub mod vcs;
 

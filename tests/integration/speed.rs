@@ -283,3 +283,67 @@ fn a_tree_file_that_becomes_a_script_is_probed_again_despite_the_stat_cache() {
     assert_eq!(mode("b"), "0644", "data from the stat cache's head");
     assert_eq!(mode("c"), "0755", "a script once its bytes say so");
 }
+
+/// The stat cache file holds exactly what the recipe's last build used: an
+/// unchanged rebuild leaves it as it is (not rewritten), a file gone from
+/// the tree leaves it, a new one joins it.
+#[test]
+fn the_stat_cache_keeps_what_the_last_build_used_and_is_not_rewritten_unchanged() {
+    use std::fs;
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let tree = tmp.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    for i in 0..20 {
+        fs::write(tree.join(format!("f{i:02}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let recipe = tmp.path().join("r.toml");
+    fs::write(
+        &recipe,
+        format!(
+            "name = \"statc\"\n[[tree]]\nsrc = \"{}\"\ndest = \"/d\"\n",
+            tree.display()
+        ),
+    )
+    .unwrap();
+    let stat_file = || {
+        let files: Vec<_> = fs::read_dir(cache.join("stat"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        files[0].clone()
+    };
+    let holds = |name: &str| {
+        let bytes = fs::read(stat_file()).unwrap();
+        let needle = tree.join(name);
+        let needle = needle.to_str().unwrap().as_bytes();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    };
+    let first = cached_build(&recipe, &tmp.path().join("a"), &cache);
+    let saved = fs::read(stat_file()).unwrap();
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let saved_inode = inode(&stat_file());
+    assert!(holds("f00.txt") && holds("f19.txt"));
+    assert_eq!(cached_build(&recipe, &tmp.path().join("b"), &cache), first);
+    assert_eq!(fs::read(stat_file()).unwrap(), saved, "the same entries");
+    assert_eq!(inode(&stat_file()), saved_inode, "not written again");
+    fs::remove_file(tree.join("f07.txt")).unwrap();
+    fs::write(tree.join("new.txt"), "new\n").unwrap();
+    let changed = cached_build(&recipe, &tmp.path().join("c"), &cache);
+    assert_ne!(changed, first);
+    assert!(!holds("f07.txt"), "a file the build did not use is dropped");
+    assert!(holds("new.txt") && holds("f06.txt") && holds("f08.txt"));
+    assert_ne!(
+        inode(&stat_file()),
+        saved_inode,
+        "rewritten (renamed into place)"
+    );
+    // And the rewritten file serves the next build: the same image again.
+    assert_eq!(
+        cached_build(&recipe, &tmp.path().join("d"), &cache),
+        changed
+    );
+}
