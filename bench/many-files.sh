@@ -6,7 +6,11 @@
 #         `[[tree]] src = TREE, dest = "/app"`;
 #   real  the host's /usr/include, /usr/share/locale and /usr/share/man in
 #         place (three `[[tree]]`s with dest = src, so dpkg ownership, package
-#         metadata and the SBOM's packages apply).
+#         metadata and the SBOM's packages apply);
+#   base  (not by default) /usr/bin/jq squashed onto a Debian minbase
+#         rootfs tarball (`[base] image = "rootfs:BASE_TAR"`, squash = true);
+#         its floor is the tarball's files, unpacked, through the same
+#         tar | pigz.
 # For each: the floor (a deterministic tar | pigz -p2 -3 | sha256sum), a full
 # build (`--no-cache`), and an unchanged rebuild with the layer cache on
 # (checked byte-identical to the full build). Then recipes/jq.toml built with
@@ -20,7 +24,11 @@
 #   FILES=200000      synthetic files, a positive multiple of 1000
 #                     (FILES=1000000: a million-file tree)
 #   RUNS=5            timed runs per measurement (after one warm-up run)
-#   WORKLOADS="many real"  the workloads to run, in order (jq needs `many`)
+#   WORKLOADS="many real"  the workloads to run, in order (jq needs `many`;
+#                     add `base` for the squashed base image)
+#   BASE_TAR=...      the rootfs tarball of `base` (default
+#                     recipes/on-debian/bookworm.tar, which
+#                     recipes/on-debian/make-base.sh makes with mmdebstrap)
 #   BAREROOT_BIN=...  the binary to measure (default
 #                     $ROOT/target/release/bareroot; copied into the work dir
 #                     first, so a rebuild of it mid-run changes nothing)
@@ -50,7 +58,8 @@ T_START=$EPOCHREALTIME
     { echo "bench: FILES must be a positive multiple of 1000 (got $FILES)" >&2; exit 2; }
 [[ $RUNS =~ ^[0-9]+$ ]] && ((RUNS >= 1)) || { echo "bench: RUNS must be >= 1 (got $RUNS)" >&2; exit 2; }
 for wl in $WORKLOADS; do
-    [[ $wl == many || $wl == real ]] || { echo "bench: unknown workload $wl (many, real)" >&2; exit 2; }
+    [[ $wl == many || $wl == real || $wl == base ]] ||
+        { echo "bench: unknown workload $wl (many, real, base)" >&2; exit 2; }
 done
 [[ -x $B_SRC ]] || { echo "bench: $B_SRC is missing: cargo build --release, or set BAREROOT_BIN" >&2; exit 2; }
 
@@ -197,6 +206,21 @@ if [[ " $WORKLOADS " == *" real "* ]]; then
     FLOOR_DIR[real]=/
     FLOOR_PATHS[real]="${REAL_DIRS[*]}"
     echo "- real: /${REAL_DIRS[0]}, /${REAL_DIRS[1]}, /${REAL_DIRS[2]} in place, ${ENTRIES[real]} entries ($(cd / && du -sbc --apparent-size "${REAL_DIRS[@]}" | tail -n 1 | cut -f1) bytes apparent)" >>"$RES/info.md"
+fi
+
+if [[ " $WORKLOADS " == *" base "* ]]; then
+    BASE_TAR=${BASE_TAR:-$ROOT/recipes/on-debian/bookworm.tar}
+    [[ -f $BASE_TAR ]] || die "$BASE_TAR is missing: bash recipes/on-debian/make-base.sh (or set BASE_TAR)"
+    [[ -x /usr/bin/jq ]] || die "/usr/bin/jq is missing (apt-get install jq)"
+    mkdir -p "$WORK/base-root"
+    tar -xf "$BASE_TAR" -C "$WORK/base-root" 2>>"$LOG" || die "unpacking $BASE_TAR failed"
+    RECIPE[base]=$WORK/base.toml
+    printf 'name = "base"\ntag = "latest"\n\n[base]\nimage = "rootfs:%s"\nsquash = true\n\n[[binary]]\nsrc = "/usr/bin/jq"\n' \
+        "$BASE_TAR" >"${RECIPE[base]}"
+    ENTRIES[base]=$(find "$WORK/base-root" | wc -l)
+    FLOOR_DIR[base]=$WORK/base-root
+    FLOOR_PATHS[base]=.
+    echo "- base: $BASE_TAR ($(stat -c %s "$BASE_TAR") bytes), ${ENTRIES[base]} entries unpacked; /usr/bin/jq squashed onto it" >>"$RES/info.md"
 fi
 
 # --------------------------------------------------------------- measuring
@@ -391,7 +415,11 @@ report() {
         fullm=$(median "$wl" full)
         rebm=$(median "$wl" rebuild)
         printf '| %s | %s | %s | %s (%s×) | %s (%s×) | %s / %s |\n' \
-            "$(if [[ $wl == many ]]; then echo "many ($FILES files)"; else echo "real (/${REAL_DIRS[0]}, /${REAL_DIRS[1]}, /${REAL_DIRS[2]})"; fi)" \
+            "$(case $wl in
+                many) echo "many ($FILES files)" ;;
+                real) echo "real (/${REAL_DIRS[0]}, /${REAL_DIRS[1]}, /${REAL_DIRS[2]})" ;;
+                base) echo "base (jq squashed onto $(basename "$BASE_TAR"))" ;;
+            esac)" \
             "${ENTRIES[$wl]}" "$(stat2 "$wl" floor 4 " / ")" \
             "$(stat2 "$wl" full 4 " / ")" "$(ratio "$fullm" "$fm")" \
             "$(stat2 "$wl" rebuild 4 " / ")" "$(ratio "$rebm" "$fullm")" \
