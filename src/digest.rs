@@ -16,8 +16,8 @@
 //! path>.bin` in the cache directory), holding the digests of exactly the
 //! files that recipe's last build used: a build loads and rewrites only its
 //! own inputs, whatever else was built before. The file is compact and
-//! versioned ([`save`] says how it is laid out) and checked whole (CRC-32)
-//! on load; a file that fails any check is an empty cache.
+//! versioned ([`crate::statcache`] says how it is laid out) and checked
+//! whole (CRC-32) on load; a file that fails any check is an empty cache.
 
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::statcache::{self, Rec, Table};
+pub use crate::statcache::{Head, HEAD_LEN};
 
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
@@ -139,11 +140,6 @@ impl Stamp {
         ])
     }
 
-    /// The stamp of these fields (as [`Stamp::fields`] gives them).
-    pub fn from_fields(fields: [i64; 7]) -> Stamp {
-        Stamp(fields)
-    }
-
     /// Device, inode, size, mtime (s, ns), ctime (s, ns).
     pub fn fields(&self) -> [i64; 7] {
         self.0
@@ -158,35 +154,6 @@ struct Known {
     /// The file's first bytes, when a probe read them at this stamp.
     head: Option<Head>,
     used: bool,
-}
-
-/// The first bytes of a file (at most [`HEAD_LEN`]; fewer only when the file
-/// is shorter), as a probe that tells programs from data reads them: kept in
-/// the stat cache, so an unchanged file is not opened again to be told.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Head {
-    len: u8,
-    bytes: [u8; HEAD_LEN],
-}
-
-/// How many first bytes of a file a [`Head`] holds.
-pub const HEAD_LEN: usize = 20;
-
-impl Head {
-    /// The first bytes of a file: `bytes` (cut at [`HEAD_LEN`]).
-    pub fn new(bytes: &[u8]) -> Head {
-        let len = bytes.len().min(HEAD_LEN);
-        let mut h = Head {
-            len: len as u8,
-            bytes: [0; HEAD_LEN],
-        };
-        h.bytes[..len].copy_from_slice(&bytes[..len]);
-        h
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
 }
 
 #[derive(Default)]
@@ -233,12 +200,20 @@ impl Memo {
             return None;
         }
         let at = self.table.find(path.as_os_str().as_bytes())?;
-        if self.table.stamp(at) != stamp {
+        if self.table.stamp(at) != stamp.fields() {
             return None;
         }
         self.table.mark(at, checked);
         let rec = self.table.rec(at);
-        Some((Arc::new(rec.digests), rec.head))
+        Some((Arc::new(digests_of(&rec)), rec.head))
+    }
+}
+
+/// The digests a stat cache entry holds.
+fn digests_of(rec: &Rec) -> Digests {
+    Digests {
+        sha1: rec.sha1,
+        sha256: rec.sha256,
     }
 }
 
@@ -304,7 +279,7 @@ pub fn note_head(path: &Path, stamp: Stamp, head: Head) {
             return;
         }
     } else if let Some(at) = m.table.find(path.as_os_str().as_bytes()) {
-        if m.table.stamp(at) == stamp {
+        if m.table.stamp(at) == stamp.fields() {
             if m.table.set_head(at, head) {
                 m.learnt = true;
             }
@@ -319,10 +294,13 @@ pub fn note_head(path: &Path, stamp: Stamp, head: Head) {
 /// back.
 pub fn forget_under(prefix: &Path) {
     let mut m = memo();
+    let before = m.files.len();
     m.files
         .retain(|path, _| !Path::new(path).starts_with(prefix));
+    if m.files.len() != before {
+        m.learnt = true;
+    }
     m.forgotten.push(prefix.to_path_buf());
-    m.learnt = true;
 }
 
 /// The digests of the file at `path` (a host path), computed on first use.
@@ -371,7 +349,7 @@ pub fn all_known(paths: &[PathBuf]) -> Option<Inputs> {
             return None;
         }
         m.table.mark(at, true);
-        Some(Arc::new(m.table.rec(at).digests))
+        Some(Arc::new(digests_of(&m.table.rec(at))))
     };
     let found: Option<Vec<Arc<Digests>>> = paths
         .par_iter()
@@ -461,8 +439,9 @@ pub fn save(file: &Path) {
         .filter(|(_, k)| k.used)
         .map(|(p, k)| {
             let rec = Rec {
-                stamp: k.stamp,
-                digests: (*k.digests).clone(),
+                stamp: k.stamp.fields(),
+                sha1: k.digests.sha1,
+                sha256: k.digests.sha256,
                 head: k.head,
             };
             (p.as_bytes(), rec)
@@ -490,12 +469,11 @@ pub fn save(file: &Path) {
     );
     drop(learnt);
     if written.is_ok() && tmp.persist(file).is_ok() {
-        // What is saved is what the next save compares with.
+        // Saved: a later save in this process writes only what is
+        // learnt or looked up after this (a lookup now finds nothing and
+        // computes again).
         m.learnt = false;
-        m.table = Table::load(file);
-        for k in m.files.values_mut() {
-            k.used = false;
-        }
+        m.table = Table::default();
         m.files.clear();
     }
     drop(m);

@@ -19,8 +19,6 @@ use std::hash::Hasher as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::digest::{Digests, Head, Stamp, HEAD_LEN};
-
 /// The first bytes of a stat cache file, then its format version.
 const MAGIC: &[u8; 12] = b"bareroot-st\0";
 const VERSION: u32 = 3;
@@ -36,11 +34,43 @@ pub const MAX_ENTRIES: usize = 4_000_000;
 /// The longest path an entry holds (its length is a u16).
 pub const MAX_PATH: usize = u16::MAX as usize;
 
-/// One entry's fields besides its path.
+/// The first bytes of a file (at most [`HEAD_LEN`]; fewer only when the file
+/// is shorter), as a probe that tells programs from data reads them: kept in
+/// the stat cache, so an unchanged file is not opened again to be told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    len: u8,
+    bytes: [u8; HEAD_LEN],
+}
+
+/// How many first bytes of a file a [`Head`] holds.
+pub const HEAD_LEN: usize = 20;
+
+impl Head {
+    /// The first bytes of a file: `bytes` (cut at [`HEAD_LEN`]).
+    pub fn new(bytes: &[u8]) -> Head {
+        let len = bytes.len().min(HEAD_LEN);
+        let mut h = Head {
+            len: len as u8,
+            bytes: [0; HEAD_LEN],
+        };
+        h.bytes[..len].copy_from_slice(&bytes[..len]);
+        h
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// One entry's fields besides its path: the stamp's fields (device, inode,
+/// size, mtime s and ns, ctime s and ns), the content's SHA-1 and SHA-256,
+/// and its head when known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rec {
-    pub stamp: Stamp,
-    pub digests: Digests,
+    pub stamp: [i64; 7],
+    pub sha1: [u8; 20],
+    pub sha256: [u8; 32],
     pub head: Option<Head>,
 }
 
@@ -206,23 +236,21 @@ impl Table {
             n => Some(Head::new(&f[109..109 + usize::from(n)])),
         };
         Rec {
-            stamp: Stamp::from_fields(stamp),
-            digests: Digests {
-                sha1: f[56..76].try_into().expect("20 bytes"),
-                sha256: f[76..108].try_into().expect("32 bytes"),
-            },
+            stamp,
+            sha1: f[56..76].try_into().expect("20 bytes"),
+            sha256: f[76..108].try_into().expect("32 bytes"),
             head,
         }
     }
 
     /// The stamp of the entry at `at`, without the rest.
-    pub fn stamp(&self, at: At) -> Stamp {
+    pub fn stamp(&self, at: At) -> [i64; 7] {
         let f = &self.bytes[self.fixed(at.offset as usize)..][..56];
         let mut stamp = [0i64; 7];
         for (i, s) in stamp.iter_mut().enumerate() {
             *s = i64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         }
-        Stamp::from_fields(stamp)
+        stamp
     }
 
     /// Mark the entry at `at` used by this build (saved again), and, with
@@ -289,11 +317,11 @@ pub fn write<'a>(
     for (path, rec) in entries.take(count) {
         w.write_all(&(path.len() as u16).to_le_bytes())?;
         w.write_all(path)?;
-        for s in rec.stamp.fields() {
+        for s in rec.stamp {
             w.write_all(&s.to_le_bytes())?;
         }
-        w.write_all(&rec.digests.sha1)?;
-        w.write_all(&rec.digests.sha256)?;
+        w.write_all(&rec.sha1)?;
+        w.write_all(&rec.sha256)?;
         match rec.head {
             Some(h) => {
                 let mut stored = [0u8; 1 + HEAD_LEN];
@@ -341,11 +369,7 @@ mod tests {
             .enumerate()
             .map(|(i, p)| {
                 let n = i as u8;
-                let stamp = Stamp::from_fields([i as i64, -1, 7, 1_700_000_000, 5, i64::MAX, 0]);
-                let digests = Digests {
-                    sha1: [n; 20],
-                    sha256: [n + 100; 32],
-                };
+                let stamp = [i as i64, -1, 7, 1_700_000_000, 5, i64::MAX, 0];
                 // Known heads of every length a head has, and none.
                 let elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0";
                 let head = (i != 2).then(|| Head::new(&elf[..[0, 7, 0, 20][i]]));
@@ -353,7 +377,8 @@ mod tests {
                     p.as_bytes().to_vec(),
                     Rec {
                         stamp,
-                        digests,
+                        sha1: [n; 20],
+                        sha256: [n + 100; 32],
                         head,
                     },
                 )
