@@ -39,6 +39,28 @@ const FORMAT: &str = "bareroot-layer-cache-1";
 /// this appended.
 const CRC_SUFFIX: &str = ".crc32";
 
+/// Where unpacked bases live (`base::unpacked`): `trees/<key>/` holds
+/// `rootfs/` and [`TREE_FILE`], whose first line is
+/// `bareroot-tree-1 crc32=<8 hex> bytes=<n>` (the CRC-32 of the rest, the
+/// bytes of the files under `rootfs/`), its mtime when a build last used it.
+pub const TREES: &str = "trees";
+pub const TREE_FILE: &str = "tree.json";
+pub const TREE_FORMAT: &str = "bareroot-tree-1";
+
+/// The first line of a [`TREE_FILE`], without its newline.
+pub fn tree_header(crc: u32, bytes: u64) -> String {
+    format!("{TREE_FORMAT} crc32={crc:08x} bytes={bytes}")
+}
+
+/// The CRC-32 and size a [`TREE_FILE`]'s first line states.
+pub fn parse_tree_header(line: &str) -> Option<(u32, u64)> {
+    let mut words = line.split(' ');
+    (words.next()? == TREE_FORMAT).then_some(())?;
+    let crc = u32::from_str_radix(words.next()?.strip_prefix("crc32=")?, 16).ok()?;
+    let bytes = words.next()?.strip_prefix("bytes=")?.parse().ok()?;
+    words.next().is_none().then_some((crc, bytes))
+}
+
 /// Default bound on the cache's size.
 pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
 
@@ -77,10 +99,12 @@ impl Cache {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MAX_BYTES);
+        process_start();
         Some(Cache { root, max_bytes })
     }
 
     pub fn new(root: PathBuf, max_bytes: u64) -> Cache {
+        process_start();
         Cache { root, max_bytes }
     }
 
@@ -329,6 +353,38 @@ impl Cache {
             total += m.len();
             entries.push((used, m.len(), e.path()));
         }
+        // Unpacked bases, by when a build last used them; one a build left
+        // half made (`.tmp-*`) is the oldest of all once an hour old.
+        let trees = self.root.join(TREES);
+        for e in fs::read_dir(&trees).into_iter().flatten().flatten() {
+            let dir = e.path();
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 3600);
+                if old {
+                    entries.push((std::time::UNIX_EPOCH, 0, dir));
+                }
+                continue;
+            }
+            let file = dir.join(TREE_FILE);
+            let used = fs::metadata(&file)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            // A tree this process opened may still be read (by the SBOM, by
+            // another platform's build): never removed under it.
+            if used >= *process_start() {
+                continue;
+            }
+            let size = first_line(&file)
+                .and_then(|l| parse_tree_header(&l))
+                .map_or(0, |(_, bytes)| bytes);
+            total += size;
+            entries.push((used, size, dir));
+        }
         entries.sort();
         for (_, size, path) in entries {
             if total <= self.max_bytes {
@@ -343,6 +399,24 @@ impl Cache {
         }
         Ok(())
     }
+}
+
+/// When this process first asked (a build opens its cache before a base).
+pub fn process_start() -> &'static std::time::SystemTime {
+    static START: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+    START.get_or_init(|| {
+        // mtimes may be coarser than the clock: a second of slack.
+        std::time::SystemTime::now() - std::time::Duration::from_secs(1)
+    })
+}
+
+/// The first line of a file (at most 256 bytes of it), without its newline.
+fn first_line(p: &Path) -> Option<String> {
+    let mut buf = [0u8; 256];
+    let f = fs::File::open(p).ok()?;
+    let n = io::Read::read(&mut io::Read::take(f, 256), &mut buf).ok()?;
+    let line = buf[..n].split(|&b| b == b'\n').next()?;
+    String::from_utf8(line.to_vec()).ok()
 }
 
 fn hash_file(p: &Path) -> Result<[u8; 32]> {

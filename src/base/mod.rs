@@ -11,6 +11,7 @@
 mod archive;
 mod rootfs;
 pub mod source;
+mod unpacked;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -57,6 +58,9 @@ pub struct Fetched {
     /// A directory with `blobs/sha256/<hex>`.
     root: PathBuf,
     manifests: BTreeMap<Platform, Descriptor>,
+    /// The cache directory, where the base's applied tree is kept
+    /// (`unpacked`), whatever the source.
+    cache: Option<PathBuf>,
     /// An unpacked archive, removed when the build ends.
     _tmp: Option<tempfile::TempDir>,
 }
@@ -196,7 +200,8 @@ fn lists_only(path: &Path, have: &[Descriptor]) -> bool {
 /// platform named must be there.
 pub fn fetch(source: &Source, platforms: &[Platform], opts: &FetchOptions) -> Result<Fetched> {
     let what = format!("fetch base {source}");
-    let fetched = fetch_any(source, platforms, opts).context_with(|| what.clone())?;
+    let mut fetched = fetch_any(source, platforms, opts).context_with(|| what.clone())?;
+    fetched.cache = opts.cache.clone();
     Ok(fetched)
 }
 
@@ -227,6 +232,7 @@ fn fetch_any(source: &Source, platforms: &[Platform], opts: &FetchOptions) -> Re
                 top: top.digest,
                 root,
                 manifests,
+                cache: None,
                 _tmp: tmp,
             })
         }
@@ -251,6 +257,7 @@ fn fetch_any(source: &Source, platforms: &[Platform], opts: &FetchOptions) -> Re
                 top: top.digest,
                 root: t.path().to_path_buf(),
                 manifests,
+                cache: None,
                 _tmp: Some(t),
             })
         }
@@ -267,6 +274,7 @@ fn fetch_any(source: &Source, platforms: &[Platform], opts: &FetchOptions) -> Re
                 top: made.tarball,
                 root,
                 manifests,
+                cache: None,
                 _tmp: tmp,
             })
         }
@@ -316,6 +324,7 @@ fn from_layout(
         top: top.digest.clone(),
         root: layout.root().to_path_buf(),
         manifests,
+        cache: None,
         _tmp: tmp,
     })
 }
@@ -402,7 +411,8 @@ pub struct Base {
     /// its symlinks), sorted.
     pub removed: Vec<ImagePath>,
     fs: Arc<BaseFs>,
-    _tmp: tempfile::TempDir,
+    /// The tree's directory when it is this build's own (not the cache's).
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Base {
@@ -434,42 +444,57 @@ impl Base {
                 manifest.layers.len()
             )));
         }
-        let tmp = temp_dir()?;
-        let rootfs = tmp.path().join("rootfs");
-        std::fs::create_dir(&rootfs).map_err(|e| Error::io("create directory", &rootfs, e))?;
-        let mut tree = Tree::new(&rootfs).context_with(ctx)?;
-        let mut layers = Vec::new();
-        for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-            let media_type = oci_layer_type(&l.media_type).ok_or_else(|| {
-                Error::msg(format!(
-                    "{}: layer {} has media type {}, not an image layer",
-                    ctx(),
-                    l.digest,
-                    l.media_type
-                ))
-            })?;
-            let what = format!("layer {} of base {}", l.digest, fetched.name);
-            let reader = layout.layer_reader(l).context_with(ctx)?;
-            let mut hashed = HashingReader {
-                inner: reader,
-                hash: Sha256::new(),
-            };
-            tree.apply(&mut hashed, &what).context_with(ctx)?;
-            std::io::copy(&mut hashed, &mut std::io::sink())
-                .map_err(|e| Error::msg(format!("{}: read {what}: {e}", ctx())))?;
-            let got = Digest::from_sha256(hashed.hash.finalize().as_slice());
-            if got != *diff_id {
-                return Err(Error::msg(format!(
-                    "{}: {what} unpacks to {got}, its config says {diff_id}",
-                    ctx()
-                )));
+        let media_types = manifest
+            .layers
+            .iter()
+            .map(|l| {
+                oci_layer_type(&l.media_type).ok_or_else(|| {
+                    Error::msg(format!(
+                        "{}: layer {} has media type {}, not an image layer",
+                        ctx(),
+                        l.digest,
+                        l.media_type
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let diff_ids = &config.rootfs.diff_ids;
+        let mut unpacked_now = false;
+        let unpacked = unpacked::open(fetched.cache.as_deref(), diff_ids, |tree| {
+            unpacked_now = true;
+            for (l, diff_id) in manifest.layers.iter().zip(diff_ids) {
+                let what = format!("layer {} of base {}", l.digest, fetched.name);
+                let reader = layout.layer_reader(l)?;
+                let mut hashed = HashingReader {
+                    inner: reader,
+                    hash: Sha256::new(),
+                };
+                tree.apply(&mut hashed, &what)?;
+                std::io::copy(&mut hashed, &mut std::io::sink())
+                    .map_err(|e| Error::msg(format!("read {what}: {e}")))?;
+                let got = Digest::from_sha256(hashed.hash.finalize().as_slice());
+                if got != *diff_id {
+                    return Err(Error::msg(format!(
+                        "{what} unpacks to {got}, its config says {diff_id}"
+                    )));
+                }
             }
-            // Mark the blob used, for the cache's trimming.
+            Ok(())
+        })
+        .context_with(ctx)?;
+        let (mut tree, tmp) = unpacked.into_parts();
+        let mut layers = Vec::new();
+        for ((l, diff_id), media_type) in manifest.layers.iter().zip(diff_ids).zip(media_types) {
             let blob = layout.blob_path(&l.digest);
             if fetched.in_cache() {
+                // Checked when stored; mark it used, for the cache's trimming.
                 if let Ok(f) = std::fs::File::options().append(true).open(&blob) {
                     let _ = f.set_modified(std::time::SystemTime::now());
                 }
+            } else if !unpacked_now {
+                // The tree came from the cache, but the blob the image will
+                // list is the source's own: it must still be what it says.
+                layout.check_described(l).context_with(ctx)?;
             }
             layers.push(BaseLayer {
                 descriptor: Descriptor {
@@ -490,7 +515,7 @@ impl Base {
             {
                 continue;
             }
-            if tree.get(&at).is_none() || !tree.remove(&at).context_with(ctx)? {
+            if tree.get(&at).is_none() || !tree.forget(&at).context_with(ctx)? {
                 return Err(Error::msg(format!(
                     "{}: remove {r}: the base has no such path",
                     ctx()
@@ -543,10 +568,13 @@ impl Base {
 }
 
 impl Drop for Base {
-    /// The unpacked tree goes with the temporary directory: its files'
-    /// digests are not worth keeping in the stat cache.
+    /// A tree of this build's own goes with its temporary directory: its
+    /// files' digests are not worth keeping in the stat cache. (The
+    /// cache's stays, and so do they.)
     fn drop(&mut self) {
-        crate::digest::forget_under(self.fs.tree.root());
+        if self._tmp.is_some() {
+            crate::digest::forget_under(self.fs.tree.root());
+        }
     }
 }
 

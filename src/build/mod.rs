@@ -181,6 +181,15 @@ struct Context<'a> {
 
 impl<'a> Context<'a> {
     fn new(recipe: &'a Recipe, opts: &'a BuildOptions) -> Result<Context<'a>> {
+        let stat_cache = opts
+            .cache
+            .as_ref()
+            .filter(|_| !opts.no_cache)
+            .map(|c| crate::digest::stat_cache_file(c.root(), &recipe.path));
+        // Loaded first: a `rootfs:` base is named by its tarball's digest.
+        if let Some(file) = &stat_cache {
+            crate::digest::load(file);
+        }
         Context {
             recipe,
             opts,
@@ -190,11 +199,7 @@ impl<'a> Context<'a> {
                 .clone()
                 .unwrap_or_else(|| Path::new("out").join(&recipe.name)),
             toolchains: toolchains_for(recipe, opts)?,
-            stat_cache: opts
-                .cache
-                .as_ref()
-                .filter(|_| !opts.no_cache)
-                .map(|c| crate::digest::stat_cache_file(c.root(), &recipe.path)),
+            stat_cache,
             base: fetch_bases(recipe, opts)?,
             vcs: BTreeMap::new(),
             notes: Vec::new(),
@@ -310,10 +315,7 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuildResult> {
     let t0 = std::time::Instant::now();
     trace("build started", t0);
     let ctx = Context::new(recipe, opts)?;
-    if let Some(file) = &ctx.stat_cache {
-        crate::digest::load(file);
-    }
-    trace("stat cache loaded", t0);
+    trace("stat cache loaded, bases fetched", t0);
     let staging = Staging::new(&ctx.output)?;
     let mut layout = LayoutWriter::new(&staging.dir)?;
     let mut images = Vec::new();

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::toolchain::Toolchain;
 
 use closure::{LoaderConfig, Resolver};
-use sysroot::{Fs, HostFs, MemFs, UnionFs};
+use sysroot::{Fs, HidingFs, HostFs, MemFs, UnionFs};
 
 /// A platform's filesystems and loader settings; [`Loader::resolver`] finds
 /// closures in them.
@@ -80,12 +80,13 @@ impl Loader {
     /// will be: where both have a path, the base's wins when `base_first`
     /// (`[base] libraries = "base"`), else the sysroot's (ours is copied
     /// over it). The base's `/etc/ld.so.conf` then decides the search.
-    pub fn on_base(mut self, base: Option<(&Path, &str, bool)>) -> Loader {
-        let Some((root, name, base_first)) = base else {
+    /// `hidden`: the base's paths `[base] remove` takes out (still on disk).
+    pub fn on_base(mut self, base: Option<(&Path, &[PathBuf], &str, bool)>) -> Loader {
+        let Some((root, hidden, name, base_first)) = base else {
             return self;
         };
         let sysroot = std::mem::replace(&mut self.sysroot, Box::new(MemFs::new()));
-        let base = HostFs::new(root);
+        let base = HidingFs::new(HostFs::new(root), hidden.to_vec());
         let union = if base_first {
             UnionFs::new().layer(base, None).boxed_layer(sysroot, None)
         } else {

@@ -168,6 +168,62 @@ impl Fs for HostFs {
     }
 }
 
+/// Another tree with some paths (and everything under them) taken out: a
+/// base in the cache, whose `[base] remove` paths are still on disk. The
+/// paths are real ones (their parents resolved), as [`resolve`] asks
+/// for them.
+pub struct HidingFs<F> {
+    inner: F,
+    hidden: Vec<PathBuf>,
+}
+
+impl<F: Fs> HidingFs<F> {
+    pub fn new(inner: F, hidden: Vec<PathBuf>) -> HidingFs<F> {
+        HidingFs { inner, hidden }
+    }
+
+    fn check(&self, path: &Path) -> io::Result<()> {
+        if self.hidden.iter().any(|h| path.starts_with(h)) {
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<F: Fs> Fs for HidingFs<F> {
+    fn lstat(&self, path: &Path) -> io::Result<Node> {
+        self.check(path)?;
+        self.inner.lstat(path)
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        self.check(path)?;
+        self.inner.read_link(path)
+    }
+
+    fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+        self.check(path)?;
+        self.inner.read(path, limit)
+    }
+
+    fn read_mapped(&self, path: &Path, limit: u64) -> io::Result<FileBytes> {
+        self.check(path)?;
+        self.inner.read_mapped(path, limit)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.check(path)?;
+        let mut names = self.inner.read_dir(path)?;
+        names.retain(|n| self.check(&path.join(n)).is_ok());
+        Ok(names)
+    }
+
+    fn host_path(&self, path: &Path) -> PathBuf {
+        self.inner.host_path(path)
+    }
+}
+
 /// An in-memory tree for tests: files, directories, symlinks.
 #[derive(Clone, Debug, Default)]
 pub struct MemFs {

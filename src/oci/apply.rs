@@ -96,6 +96,103 @@ pub enum EntryKind {
     },
 }
 
+/// A [`Tree`]'s entries as data ([`Tree::saved`], [`Tree::from_saved`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Saved {
+    entries: Vec<SavedEntry>,
+}
+
+/// One entry of a [`Saved`] tree: its kind spelled out as `type` and the
+/// fields that kind has.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SavedEntry {
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    /// A symlink's target, or the file a hard link names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<(u32, u32)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl SavedEntry {
+    fn of(path: &ImagePath, e: &Entry) -> SavedEntry {
+        let (kind, size, target, device) = match &e.kind {
+            EntryKind::Dir => ("dir".to_string(), None, None, None),
+            EntryKind::File { size } => ("file".to_string(), Some(*size), None, None),
+            EntryKind::Symlink { target } => {
+                ("symlink".to_string(), None, Some(target.clone()), None)
+            }
+            EntryKind::HardLink { target } => (
+                "link".to_string(),
+                None,
+                Some(target.as_str().to_string()),
+                None,
+            ),
+            EntryKind::Special { kind, major, minor } => {
+                (kind.name().to_string(), None, None, Some((*major, *minor)))
+            }
+        };
+        SavedEntry {
+            path: path.as_str().to_string(),
+            kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            size,
+            target,
+            device,
+            xattrs: e.xattrs.clone(),
+        }
+    }
+
+    fn entry(self) -> std::result::Result<(ImagePath, Entry), String> {
+        let path = ImagePath::new(&self.path)
+            .ok()
+            .filter(|p| p.as_str() == self.path)
+            .ok_or_else(|| format!("{:?} is not a normalized image path", self.path))?;
+        let bad = |what: &str| format!("{path}: {} entry without {what}", self.kind);
+        let kind = match self.kind.as_str() {
+            "dir" => EntryKind::Dir,
+            "file" => EntryKind::File {
+                size: self.size.ok_or_else(|| bad("a size"))?,
+            },
+            "symlink" => EntryKind::Symlink {
+                target: self.target.clone().ok_or_else(|| bad("a target"))?,
+            },
+            "link" => EntryKind::HardLink {
+                target: ImagePath::new(self.target.as_deref().ok_or_else(|| bad("a target"))?)
+                    .map_err(|e| format!("{path}: {e}"))?,
+            },
+            other => {
+                let kind = SpecialKind::from_name(other)
+                    .ok_or_else(|| format!("{path}: unknown entry type {other:?}"))?;
+                let (major, minor) = self.device.ok_or_else(|| bad("a device number"))?;
+                EntryKind::Special { kind, major, minor }
+            }
+        };
+        let entry = Entry {
+            kind,
+            mode: self.mode & 0o7777,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+            xattrs: self.xattrs,
+        };
+        Ok((path, entry))
+    }
+}
+
 /// What one layer has added so far: whiteouts never hide these.
 #[derive(Default)]
 struct Added {
@@ -203,6 +300,82 @@ impl Tree {
             return Ok(false);
         };
         self.remove_tree(&at)
+    }
+
+    /// Take `path` (resolved as [`Tree::remove`] does) and everything under
+    /// it out of the map only, leaving the disk as it is: a view of the
+    /// tree without them, for a tree shared between builds (a base in the
+    /// cache). What reads the disk must hide them itself. False if there
+    /// was nothing there.
+    pub fn forget(&mut self, path: &ImagePath) -> Result<bool> {
+        let comps: Vec<&str> = path.rel().split('/').collect();
+        let (last, parents) = comps.split_last().expect("an image path has a component");
+        let Ok(at) = self.place_in(parents, last) else {
+            return Ok(false);
+        };
+        Ok(self.forget_tree(&at))
+    }
+
+    /// The tree as data, to be stored beside its root and read back with
+    /// [`Tree::from_saved`]: every entry in path order (hard links are
+    /// found again from their entries).
+    pub fn saved(&self) -> Saved {
+        Saved {
+            entries: self
+                .entries
+                .iter()
+                .map(|(p, e)| SavedEntry::of(p, e))
+                .collect(),
+        }
+    }
+
+    /// A tree whose bytes are already at `root`, with the entries `saved`
+    /// lists (checked as a layer's would be: valid paths in order, each
+    /// parent a directory of the tree, each hard link naming a file).
+    pub fn from_saved(root: &Path, saved: Saved) -> std::result::Result<Tree, String> {
+        let mut tree = Tree {
+            root: root.to_path_buf(),
+            entries: BTreeMap::new(),
+            links: BTreeMap::new(),
+        };
+        if saved.entries.len() > MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} entries"));
+        }
+        for s in saved.entries {
+            let (path, entry) = s.entry()?;
+            if let Some((last, _)) = tree.entries.last_key_value() {
+                if *last >= path {
+                    return Err(format!("{path} is out of order"));
+                }
+            }
+            if let Some(parent) = path.parent() {
+                if !matches!(
+                    tree.entries.get(&parent).map(|e| &e.kind),
+                    Some(EntryKind::Dir)
+                ) {
+                    return Err(format!("{path}: its parent is not a directory of the tree"));
+                }
+            }
+            if let EntryKind::HardLink { target } = &entry.kind {
+                if !matches!(
+                    tree.entries.get(target).map(|e| &e.kind),
+                    Some(EntryKind::File { .. })
+                ) {
+                    return Err(format!("{path}: links to {target}, not a file before it"));
+                }
+                tree.links
+                    .entry(target.clone())
+                    .or_default()
+                    .insert(path.clone());
+            }
+            tree.entries.insert(path, entry);
+        }
+        Ok(tree)
+    }
+
+    /// The tree's directory was moved (renamed) to `root`.
+    pub fn move_root(&mut self, root: &Path) {
+        self.root = root.to_path_buf();
     }
 
     pub fn get(&self, path: &ImagePath) -> Option<&Entry> {
@@ -476,6 +649,15 @@ impl Tree {
             }
             _ => {}
         }
+        Ok(self.forget_tree(path))
+    }
+
+    /// Take `path` and everything under it out of the map (the disk is the
+    /// caller's): a file's first remaining hard link becomes the file.
+    fn forget_tree(&mut self, path: &ImagePath) -> bool {
+        if !self.entries.contains_key(path) {
+            return false;
+        }
         let keys: Vec<ImagePath> = under(&self.entries, path).cloned().collect();
         let removed: HashSet<&ImagePath> = keys.iter().collect();
         for k in &keys {
@@ -517,7 +699,7 @@ impl Tree {
                 _ => {}
             }
         }
-        Ok(true)
+        true
     }
 
     /// The path a member named `parents/last` has: its parents resolved
@@ -1098,6 +1280,64 @@ mod tests {
         assert!(!f.tree.remove(&path("/usr/share")).unwrap());
         assert_eq!(f.kind("/usr/x"), file(1));
         assert!(f.kind("/doc").is_some());
+    }
+
+    #[test]
+    fn forget_takes_paths_out_of_the_map_only_and_a_link_becomes_the_file() {
+        let mut f = Fixture::new();
+        f.apply(
+            Layer::default()
+                .file("usr/share/doc/a", "a")
+                .symlink("doc", "usr/share/doc")
+                .file("usr/x", "x")
+                .hard("usr/y", "usr/share/doc/a"),
+        )
+        .unwrap();
+        assert!(f.tree.forget(&path("/doc")).unwrap(), "the symlink itself");
+        assert!(f.kind("/doc").is_none() && f.on_disk("/doc"));
+        assert!(f.tree.forget(&path("/usr/share")).unwrap());
+        assert_eq!(f.kind("/usr/share/doc/a"), None);
+        assert!(f.on_disk("/usr/share/doc/a"), "the disk is left alone");
+        assert_eq!(f.kind("/usr/y"), file(1), "the remaining link is the file");
+        assert!(!f.tree.forget(&path("/usr/share")).unwrap());
+        assert_eq!(f.kind("/usr/x"), file(1));
+    }
+
+    #[test]
+    fn a_saved_tree_reads_back_the_same_and_a_damaged_one_is_refused() {
+        let mut f = Fixture::new();
+        f.apply(
+            Layer::default()
+                .file("etc/a", "a")
+                .dir("etc/d/")
+                .symlink("etc/l", "../usr")
+                .hard("etc/h", "etc/a"),
+        )
+        .unwrap();
+        let saved = serde_json::to_string(&f.tree.saved()).unwrap();
+        let back = Tree::from_saved(f.tree.root(), serde_json::from_str(&saved).unwrap()).unwrap();
+        assert_eq!(back.entries(), f.tree.entries());
+        assert_eq!(back.links, f.tree.links);
+        assert_eq!(back.root(), f.tree.root());
+
+        let refused = |text: String, why: &str| {
+            let s: Saved = serde_json::from_str(&text).unwrap();
+            let e = Tree::from_saved(f.tree.root(), s).expect_err(why);
+            assert!(!e.contains('\n'), "{why}: {e}");
+            e
+        };
+        // Out of order, a parent that is not a directory, a link to what is
+        // not a file, a path that is not normalized, an unknown type.
+        let swapped = saved.replacen("\"/etc/a\"", "\"/etc/zz\"", 1);
+        assert!(refused(swapped, "order").contains("out of order"));
+        let orphan = saved.replacen("\"/etc/d\"", "\"/etc/a/d\"", 1);
+        refused(orphan, "a file's child");
+        let bad_link = saved.replacen("\"target\":\"/etc/a\"", "\"target\":\"/etc/d\"", 1);
+        assert!(refused(bad_link, "a link to a directory").contains("not a file"));
+        let dotted = saved.replacen("\"/etc/l\"", "\"/etc/./l\"", 1);
+        assert!(refused(dotted, "not normalized").contains("normalized"));
+        let odd = saved.replacen("\"symlink\"", "\"socket\"", 1);
+        assert!(refused(odd, "unknown type").contains("socket"));
     }
 
     #[test]

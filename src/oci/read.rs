@@ -130,6 +130,19 @@ impl Layout {
     /// The blob `desc` names, checked against its size (before it is read)
     /// and its digest; larger than `max` bytes is refused unread.
     pub fn read_described(&self, desc: &Descriptor, max: u64) -> Result<Vec<u8>> {
+        let (_, len) = self.sized(desc)?;
+        if len > max {
+            return Err(Error::msg(format!(
+                "read blob {}: {len} bytes, more than the {max} a {} may have",
+                desc.digest, desc.media_type
+            )));
+        }
+        self.read_blob(&desc.digest)
+    }
+
+    /// The path of the blob `desc` names, and its size, checked against
+    /// the descriptor's.
+    fn sized(&self, desc: &Descriptor) -> Result<(PathBuf, u64)> {
         let p = self.blob_path(&desc.digest);
         let len = std::fs::metadata(&p).with_path("read blob", &p)?.len();
         if len != desc.size {
@@ -138,13 +151,23 @@ impl Layout {
                 desc.digest, desc.size
             )));
         }
-        if len > max {
+        Ok((p, len))
+    }
+
+    /// Check the blob `desc` names against its size and digest, reading it
+    /// through (never whole into memory).
+    pub fn check_described(&self, desc: &Descriptor) -> Result<()> {
+        use sha2::Digest as _;
+        let (p, _) = self.sized(desc)?;
+        let mut h = sha2::Sha256::new();
+        crate::digest::read_through(&p, |b| h.update(b))?;
+        if Digest::from_sha256(h.finalize().as_slice()) != desc.digest {
             return Err(Error::msg(format!(
-                "read blob {}: {len} bytes, more than the {max} a {} may have",
-                desc.digest, desc.media_type
+                "read blob {}: content does not match its digest",
+                p.display()
             )));
         }
-        self.read_blob(&desc.digest)
+        Ok(())
     }
 
     /// The manifest or index `desc` points at, parsed.

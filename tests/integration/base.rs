@@ -532,6 +532,82 @@ fn base_squash_with_remove_is_one_reproducible_layer_keeping_owners_and_modes() 
     assert_eq!(stdout(&o).trim(), host_jq_version());
 }
 
+/// The base's applied tree is kept in the cache and used again: `[base]
+/// remove` takes paths out of the build's view, never out of the stored
+/// tree, and a stored tree whose files changed is unpacked again.
+#[test]
+fn a_base_is_unpacked_once_into_the_cache_and_a_changed_tree_is_unpacked_again() {
+    let cache = fresh("cache-tree");
+    let removing = jq_on_bookworm(
+        "tree-remove",
+        "squash = true\nremove = [\"/usr/share/doc\"]",
+    );
+    let keeping = jq_on_bookworm("tree-keep", "squash = true");
+    let build = |r: &Path, out: &str| {
+        build_ok(
+            &mut build_cmd(&cache, r, &dir().join(out), &[]),
+            &format!("build into {out}"),
+        )
+        .0
+    };
+    let first = build(&removing, "tree-1");
+
+    let trees: Vec<PathBuf> = fs::read_dir(cache.join("bareroot/trees"))
+        .expect("the cache has a trees directory")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(trees.len(), 1, "one stored tree: {trees:?}");
+    let rootfs = trees[0].join("rootfs");
+    let header = fs::read_to_string(trees[0].join("tree.json")).unwrap();
+    assert!(
+        header.starts_with("bareroot-tree-1 crc32="),
+        "tree.json's first line: {:?}",
+        header.lines().next()
+    );
+    assert!(
+        rootfs.join("usr/share/doc/apt/copyright").is_file(),
+        "[base] remove must not delete from the stored tree"
+    );
+
+    // The same build again, from the stored tree: the same bytes.
+    let again = build(&removing, "tree-2");
+    assert_eq!(
+        first,
+        again,
+        "a build from the stored tree differs:\n{}",
+        support::explain_layout_difference(&dir().join("tree-1"), &dir().join("tree-2"))
+    );
+
+    // Another recipe on the same base sees what the first removed.
+    build(&keeping, "tree-keep");
+    let m = only_manifest(&dir().join("tree-keep"));
+    let es = layer_entries(&dir().join("tree-keep"), &layers(&m)[0]);
+    assert!(
+        find(&es, "usr/share/doc/apt/copyright").is_some(),
+        "a recipe without remove lost the base's /usr/share/doc"
+    );
+
+    // A stored file changed behind bareroot's back: not trusted, unpacked
+    // again, and the image is what the base says.
+    let victim = rootfs.join("etc/debian_version");
+    let real = fs::read(&victim).unwrap();
+    fs::write(&victim, b"tampered\n").unwrap();
+    let healed = build(&removing, "tree-3");
+    assert_eq!(first, healed, "a build over a changed stored tree differs");
+    assert_eq!(
+        fs::read(&victim).unwrap(),
+        real,
+        "the changed tree was not unpacked again"
+    );
+    // And a file added to it is noticed too.
+    fs::write(rootfs.join("usr/lib/stray.so"), b"stray").unwrap();
+    assert_eq!(build(&removing, "tree-4"), first);
+    assert!(
+        !rootfs.join("usr/lib/stray.so").exists(),
+        "a file added to the stored tree survived"
+    );
+}
+
 #[test]
 fn base_stacked_remove_writes_whiteouts_that_run_and_podman_honour() {
     let r = jq_on_bookworm("removed", "remove = [\"/etc/motd\", \"/usr/share/man\"]");
