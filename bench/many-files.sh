@@ -282,12 +282,17 @@ layer_of() { # LAYOUT -> "path size" of the (only) layer blob
 cache_info() {
     local c=$1
     echo
-    echo "\`ls -laR\` of the cache directory (\`\$WORK/${c#"$WORK"/}\`):"
+    echo "Every file of the cache directory (\`\$WORK/${c#"$WORK"/}\`) but a stored base tree's \`rootfs/\`, which is summed up after:"
     echo
     echo '```'
-    (cd "$c" && ls -laR .)
+    (cd "$c" && find . -path './trees/*/rootfs/*' -prune -o -printf '%M %10s %TY-%Tm-%Td %TH:%TM %p\n' | sort -k5)
     echo '```'
     echo
+    local t
+    for t in "$c"/trees/*/rootfs; do
+        [[ -d $t ]] || continue
+        echo "- stored base tree ${t#"$c"/}: $(find "$t" | wc -l) entries, $(du -sb "$t" | cut -f1) bytes"
+    done
     echo "- cache on disk: $(du -sb "$c" | cut -f1) bytes ($(du -sh "$c" | cut -f1))"
     local stat
     stat=$(cd "$c" && find . -type f \( -path './stat/*' -o -name 'digests*' \) -printf '%s %P\n')
