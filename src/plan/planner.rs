@@ -633,6 +633,9 @@ fn walk_tree(
     exclude: &[String],
 ) -> std::result::Result<Vec<walkdir::DirEntry>, String> {
     let excluded = |e: &walkdir::DirEntry| -> bool {
+        if exclude.is_empty() {
+            return false;
+        }
         let rel = e.path().strip_prefix(root_host).unwrap_or(e.path());
         let rel = rel.to_string_lossy();
         let name = e.file_name().to_string_lossy();
@@ -650,7 +653,10 @@ fn walk_tree(
     };
     let walker = WalkDir::new(root_host)
         .follow_links(false)
-        .sort_by_file_name()
+        // Siblings' paths share everything up to their names: comparing
+        // the paths is comparing the names, without taking each apart
+        // (`sort_by_file_name` parses both paths at every comparison).
+        .sort_by(|a, b| a.path().as_os_str().cmp(b.path().as_os_str()))
         .into_iter()
         .filter_entry(|e| !excluded(e));
     let mut entries = Vec::new();
