@@ -81,6 +81,11 @@ pub fn open(
     if store(tmp.path(), &made.tree).is_err() {
         return Ok(made);
     }
+    // Looked at again: another build may have stored a sound one since,
+    // and may be using it.
+    if dir.exists() && load(&dir).is_some() {
+        return Ok(made);
+    }
     if dir.exists() {
         // An unsound tree: moved aside first, so no build ever sees half
         // of one removed.
@@ -116,15 +121,20 @@ fn unpack_into_temp(
     parent: Option<&Path>,
     unpack: impl FnOnce(&mut Tree) -> Result<()>,
 ) -> Result<Unpacked> {
-    let mut b = tempfile::Builder::new();
+    let system = || {
+        tempfile::Builder::new()
+            .prefix("bareroot-base-")
+            .tempdir()
+            .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))
+    };
+    // A cache that cannot be written to is only a slower build.
     let tmp = match parent {
-        Some(p) => b.prefix(".tmp-").tempdir_in(p),
-        None => b.prefix("bareroot-base-").tempdir(),
-    }
-    .map_err(|e| {
-        let at = parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
-        Error::io("create temporary directory in", at, e)
-    })?;
+        Some(p) => match tempfile::Builder::new().prefix(".tmp-").tempdir_in(p) {
+            Ok(t) => t,
+            Err(_) => system()?,
+        },
+        None => system()?,
+    };
     let rootfs = tmp.path().join("rootfs");
     fs::create_dir(&rootfs).map_err(|e| Error::io("create directory", &rootfs, e))?;
     let mut tree = Tree::new(&rootfs)?;
