@@ -569,8 +569,18 @@ fn a_base_is_unpacked_once_into_the_cache_and_a_changed_tree_is_unpacked_again()
         "[base] remove must not delete from the stored tree"
     );
 
-    // The same build again, from the stored tree: the same bytes.
+    // The same build again, from the stored tree (the same files, not
+    // unpacked again): the same bytes.
+    use std::os::unix::fs::MetadataExt;
+    let inode = |p: &Path| fs::symlink_metadata(p).unwrap().ino();
+    let os_release = rootfs.join("usr/lib/os-release");
+    let stored = inode(&os_release);
     let again = build(&removing, "tree-2");
+    assert_eq!(
+        inode(&os_release),
+        stored,
+        "the stored tree was unpacked again"
+    );
     assert_eq!(
         first,
         again,
@@ -599,6 +609,7 @@ fn a_base_is_unpacked_once_into_the_cache_and_a_changed_tree_is_unpacked_again()
         real,
         "the changed tree was not unpacked again"
     );
+    assert_ne!(inode(&os_release), stored, "the changed tree was kept");
     // And a file added to it is noticed too.
     fs::write(rootfs.join("usr/lib/stray.so"), b"stray").unwrap();
     assert_eq!(build(&removing, "tree-4"), first);
