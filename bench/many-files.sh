@@ -18,7 +18,9 @@
 #
 #   bench/many-files.sh         # prints the table; writes
 #                               # bench/many-files-results.md and
-#                               # bench/many-files-runs.tsv (every timed run)
+#                               # bench/many-files-runs.tsv (every timed run);
+#                               # other WORKLOADS: many-files-<them>-results.md
+#                               # (WORKLOADS=base: many-files-base-results.md)
 #
 # Environment:
 #   FILES=200000      synthetic files, a positive multiple of 1000
@@ -479,9 +481,13 @@ report() {
 }
 report >"$RES/report.md"
 mkdir -p "$RESULTS_DIR"
-cp "$RES/report.md" "$RESULTS_DIR/many-files-results.md"
-cp "$RES/runs.tsv" "$RESULTS_DIR/many-files-runs.tsv"
+# Other workloads than the default go to files named after them, so a
+# `base` run never overwrites the many-file results.
+NAME=many-files
+[[ $WORKLOADS == "many real" ]] || NAME="many-files-$(tr -s ' ' '-' <<<"$WORKLOADS" | sed 's/^-//; s/-$//')"
+cp "$RES/report.md" "$RESULTS_DIR/$NAME-results.md"
+cp "$RES/runs.tsv" "$RESULTS_DIR/$NAME-runs.tsv"
 echo
 cat "$RES/report.md"
 echo
-say "wrote $RESULTS_DIR/many-files-results.md and $RESULTS_DIR/many-files-runs.tsv (total $(secs "$T_START" "$EPOCHREALTIME") s)"
+say "wrote $RESULTS_DIR/$NAME-results.md and $RESULTS_DIR/$NAME-runs.tsv (total $(secs "$T_START" "$EPOCHREALTIME") s)"
