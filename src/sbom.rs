@@ -71,7 +71,15 @@ pub struct Prepared {
 pub fn prepare(plan: &Plan, dbs: &[DpkgDb]) -> Result<Prepared> {
     use rayon::prelude::*;
     let outside = outside_facts(plan, dbs);
-    let inputs: Vec<&Path> = plan.input_files().collect();
+    // A file a probe saw is not ELF is not opened again.
+    let inputs: Vec<&Path> = plan
+        .entries
+        .values()
+        .filter_map(|i| match &i.kind {
+            ItemKind::File { src, .. } if !i.not_elf => Some(src.as_path()),
+            _ => None,
+        })
+        .collect();
     let found: Vec<Option<BuildInfo>> = inputs
         .par_iter()
         .map(|src| go_facts(src))

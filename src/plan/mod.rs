@@ -40,6 +40,9 @@ pub struct Item {
     pub why: String,
     /// The recipe set the mode or kind explicitly (a `[[dir]]`), not implied.
     pub explicit: bool,
+    /// A probe read the file's first bytes and they are not an ELF file's:
+    /// nothing opens it again for ELF facts (the SBOM's Go build info).
+    pub not_elf: bool,
 }
 
 impl Item {
@@ -52,6 +55,7 @@ impl Item {
             gid: 0,
             why: why.into(),
             explicit: false,
+            not_elf: false,
         }
     }
 
@@ -95,6 +99,14 @@ impl Item {
     /// The same entry with these permission bits.
     pub fn with_mode(self, mode: u32) -> Item {
         Item { mode, ..self }
+    }
+
+    /// The same file, known from its first bytes not to be ELF.
+    pub fn not_elf(self) -> Item {
+        Item {
+            not_elf: true,
+            ..self
+        }
     }
 
     /// The same entry, as declared: its mode and kind are the recipe's (or
@@ -536,6 +548,8 @@ fn classify(head: &[u8]) -> Content {
 struct Probe {
     size: u64,
     content: Content,
+    /// The first bytes are an ELF header's (of any ELF type).
+    elf: bool,
     /// (device, inode) when the file has other hard links.
     linked: Option<(u64, u64)>,
 }
@@ -546,6 +560,7 @@ fn probe(path: &Path) -> Result<Probe> {
     let of = |m: &fs::Metadata, head: &[u8]| Probe {
         size: m.len(),
         content: classify(head),
+        elf: crate::elf::is_elf(head),
         linked: (m.nlink() > 1).then(|| (m.dev(), m.ino())),
     };
     // A file the stat cache has seen at this stamp is told from the head

@@ -614,7 +614,12 @@ impl<'a> Planner<'a> {
                     Content::Data => FILE_MODE,
                     _ => EXEC_MODE,
                 };
-                Item::file(entry.path().to_path_buf(), p.size, why).with_mode(mode)
+                let item = Item::file(entry.path().to_path_buf(), p.size, why).with_mode(mode);
+                if p.elf {
+                    item
+                } else {
+                    item.not_elf()
+                }
             } else {
                 special_item(entry, specials, why).map_err(&fail)?
             };

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use bareroot::build::{plan_platform, BuildOptions};
 use bareroot::dpkg::{parse_stanzas, DpkgDb};
@@ -230,16 +229,7 @@ fn status_d_matches_host_dpkg() {
 /// The status.d files in the plan as generated files, as a build adds them.
 fn with_metadata(mut plan: Plan, meta: &BTreeMap<String, Vec<u8>>) -> Plan {
     for (path, bytes) in meta {
-        let item = Item {
-            kind: ItemKind::Data {
-                bytes: Arc::from(bytes.as_slice()),
-            },
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            why: "package metadata".into(),
-            explicit: false,
-        };
+        let item = Item::data(bytes.clone(), "package metadata");
         plan.insert(&ImagePath::new(path).unwrap(), item).unwrap();
     }
     plan
@@ -493,4 +483,58 @@ fn build_writes_a_valid_sbom_next_to_index_json() {
     }
     let o = support::run(Command::new(tool).arg("-i").arg(&sbom));
     assert!(o.status.success(), "pyspdxtools rejects the SBOM: {o:?}");
+}
+
+/// A Go program inside a `[[tree]]` is still described with its Go build
+/// information (the tree's other files, seen not to be ELF by the probe,
+/// are not opened again for it), and the data file beside it is listed.
+#[test]
+fn a_go_program_in_a_tree_keeps_its_go_build_information() {
+    support::require("skopeo", "skopeo");
+    let dir = support::run_dir("sbom-go-tree");
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::copy("/usr/bin/skopeo", tree.join("bin/skopeo")).unwrap();
+    std::fs::write(tree.join("README"), "not a program\n").unwrap();
+    let recipe = dir.join("go-tree.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"go-tree\"\n\n[[tree]]\nsrc = \"{}\"\ndest = \"/opt/tool\"\n",
+            tree.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = support::run(
+        support::bareroot()
+            .arg("build")
+            .arg(&recipe)
+            .arg("--output")
+            .arg(&out)
+            .arg("--quiet"),
+    );
+    assert!(o.status.success(), "build: {}", support::stderr(&o));
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(out.join(format!("sbom-{}.spdx.json", Platform::host().slug()))).unwrap(),
+    )
+    .unwrap();
+    let names: BTreeSet<&str> = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        names.contains("stdlib") && names.contains("github.com/containers/skopeo/cmd/skopeo"),
+        "the Go program in the tree lost its Go packages: {names:?}"
+    );
+    let files: BTreeSet<&str> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["fileName"].as_str())
+        .collect();
+    assert!(files.contains("./opt/tool/README"), "{files:?}");
+    assert!(files.contains("./opt/tool/bin/skopeo"), "{files:?}");
 }
