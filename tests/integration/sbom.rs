@@ -472,12 +472,7 @@ fn build_writes_a_valid_sbom_next_to_index_json() {
         "the namespace derives from the image digest: {}",
         doc["documentNamespace"]
     );
-    let names: BTreeSet<&str> = doc["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let names = field_set(&doc, "packages", "name");
     for want in ["jq", "libjq1", "libonig5", "libc6"] {
         assert!(names.contains(want), "{want} missing from {names:?}");
     }
@@ -519,22 +514,22 @@ fn a_go_program_in_a_tree_keeps_its_go_build_information() {
         &std::fs::read(out.join(format!("sbom-{}.spdx.json", Platform::host().slug()))).unwrap(),
     )
     .unwrap();
-    let names: BTreeSet<&str> = doc["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let names = field_set(&doc, "packages", "name");
     assert!(
         names.contains("stdlib") && names.contains("github.com/containers/skopeo/cmd/skopeo"),
         "the Go program in the tree lost its Go packages: {names:?}"
     );
-    let files: BTreeSet<&str> = doc["files"]
+    let files = field_set(&doc, "files", "fileName");
+    assert!(files.contains("./opt/tool/README"), "{files:?}");
+    assert!(files.contains("./opt/tool/bin/skopeo"), "{files:?}");
+}
+
+/// The string values of `field` in the SPDX document's `list`.
+fn field_set<'a>(doc: &'a Value, list: &str, field: &str) -> BTreeSet<&'a str> {
+    doc[list]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|f| f["fileName"].as_str())
-        .collect();
-    assert!(files.contains("./opt/tool/README"), "{files:?}");
-    assert!(files.contains("./opt/tool/bin/skopeo"), "{files:?}");
+        .filter_map(|p| p[field].as_str())
+        .collect()
 }
