@@ -202,7 +202,7 @@ impl Cache {
         match media_type {
             Some(media_type) if ok => {
                 // Mark as recently used for trimming.
-                let _ = filetime_now(&dir.join("meta.json"));
+                let _ = touch(&dir.join("meta.json"));
                 Some((
                     LayerInfo {
                         digest: meta.digest,
@@ -462,8 +462,9 @@ fn crc_file(p: &Path) -> Result<u32> {
     Ok(h.finalize())
 }
 
-fn filetime_now(p: &Path) -> io::Result<()> {
-    let f = fs::OpenOptions::new().write(true).open(p)?;
+/// Mark a cache file used (its mtime now), for [`Cache::trim`]'s order.
+pub fn touch(p: &Path) -> io::Result<()> {
+    let f = fs::OpenOptions::new().append(true).open(p)?;
     f.set_modified(std::time::SystemTime::now())
 }
 

@@ -488,9 +488,7 @@ impl Base {
             let blob = layout.blob_path(&l.digest);
             if fetched.in_cache() {
                 // Checked when stored; mark it used, for the cache's trimming.
-                if let Ok(f) = std::fs::File::options().append(true).open(&blob) {
-                    let _ = f.set_modified(std::time::SystemTime::now());
-                }
+                let _ = crate::cache::touch(&blob);
             } else if !unpacked_now {
                 // The tree came from the cache, but the blob the image will
                 // list is the source's own: it must still be what it says.

@@ -19,7 +19,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
@@ -33,7 +33,7 @@ use crate::oci::Tree;
 /// A base's applied tree, and whether it is the cache's (kept) or this
 /// build's own (removed when the value goes).
 pub struct Unpacked {
-    pub tree: Tree,
+    tree: Tree,
     tmp: Option<tempfile::TempDir>,
 }
 
@@ -67,7 +67,7 @@ pub fn open(
     let trees = cache.join(TREES);
     let dir = trees.join(key(diff_ids));
     if let Some(tree) = load(&dir) {
-        touch(&dir.join(TREE_FILE));
+        let _ = crate::cache::touch(&dir.join(TREE_FILE));
         return Ok(Unpacked { tree, tmp: None });
     }
     // Missing or unsound: make it anew beside the old one, then swap.
@@ -81,12 +81,12 @@ pub fn open(
     if store(tmp.path(), &made.tree).is_err() {
         return Ok(made);
     }
-    // Looked at again: another build may have stored a sound one since,
-    // and may be using it.
-    if dir.exists() && load(&dir).is_some() {
-        return Ok(made);
-    }
     if dir.exists() {
+        // Looked at again: another build may have stored a sound one
+        // since, and may be using it.
+        if load(&dir).is_some() {
+            return Ok(made);
+        }
         // An unsound tree: moved aside first, so no build ever sees half
         // of one removed.
         let aside = trees.join(format!(".tmp-old-{}", std::process::id()));
@@ -207,11 +207,4 @@ fn stamps(tree: &Tree) -> Option<Vec<[i64; 7]>> {
         .collect();
     all.extend(each?);
     Some(all)
-}
-
-/// Mark a stored tree used, for the cache's trimming.
-fn touch(file: &PathBuf) {
-    if let Ok(f) = fs::File::options().append(true).open(file) {
-        let _ = f.set_modified(std::time::SystemTime::now());
-    }
 }

@@ -60,17 +60,16 @@ pub fn with_planned<T>(
         .base_image
         .as_ref()
         .is_none_or(|b| b.libraries == Libraries::Base);
-    let hidden: Vec<PathBuf> = base
-        .map(|b| {
-            b.removed
-                .iter()
-                .map(|r| PathBuf::from(r.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
     let loader = Loader::for_build(toolchain, given.map(PathBuf::as_path))?
         .with_dlopen(recipe.runtime.dlopen)
-        .on_base(base.map(|b| (b.root(), hidden.as_slice(), b.name.as_str(), base_first)));
+        .on_base(base.map(|b| {
+            let hidden = b
+                .removed
+                .iter()
+                .map(|r| PathBuf::from(r.as_str()))
+                .collect();
+            (b.root(), hidden, b.name.as_str(), base_first)
+        }));
     let resolver = loader.resolver();
     // The dpkg database of the sysroot named, else the host's: the cross
     // tree has none, and the host's knows the multiarch packages of every

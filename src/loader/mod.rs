@@ -81,12 +81,12 @@ impl Loader {
     /// (`[base] libraries = "base"`), else the sysroot's (ours is copied
     /// over it). The base's `/etc/ld.so.conf` then decides the search.
     /// `hidden`: the base's paths `[base] remove` takes out (still on disk).
-    pub fn on_base(mut self, base: Option<(&Path, &[PathBuf], &str, bool)>) -> Loader {
+    pub fn on_base(mut self, base: Option<(&Path, Vec<PathBuf>, &str, bool)>) -> Loader {
         let Some((root, hidden, name, base_first)) = base else {
             return self;
         };
         let sysroot = std::mem::replace(&mut self.sysroot, Box::new(MemFs::new()));
-        let base = HidingFs::new(HostFs::new(root), hidden.to_vec());
+        let base = HidingFs::new(HostFs::new(root), hidden);
         let union = if base_first {
             UnionFs::new().layer(base, None).boxed_layer(sysroot, None)
         } else {
