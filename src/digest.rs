@@ -336,7 +336,7 @@ impl Source<'_> {
 /// can be made without reading any file): those this process already saw
 /// at the stamp it knows them for are not looked at again (the probe that
 /// told them program or data did), the others are stat'ed in parallel.
-pub fn all_known(paths: &[PathBuf]) -> Option<Inputs> {
+pub fn all_known(paths: &[&Path]) -> Option<Inputs> {
     use rayon::prelude::*;
     let checked = |p: &Path| {
         use std::os::unix::ffi::OsStrExt;

@@ -8,6 +8,7 @@
 //!   Go modules recorded in Go programs. Deterministic: the same plan, epoch
 //!   and digest give the same bytes.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::Read;
@@ -113,13 +114,41 @@ pub struct SbomInput<'a> {
     pub base: Option<(&'a str, &'a crate::digest::Digest)>,
 }
 
-/// One regular file of the image.
+/// One regular file of the image. Kept small (no string of its own: the
+/// digests as bytes, the SPDX id in [`FileIds`]) because there is one for
+/// every file and all are held until the document is written.
 struct FileFacts<'a> {
     path: &'a ImagePath,
-    id: String,
-    sha1: String,
-    sha256: String,
-    go: Option<BuildInfo>,
+    sha1: [u8; 20],
+    sha256: [u8; 32],
+    go: Option<Box<BuildInfo>>,
+}
+
+/// The files' SPDX ids, one after another in one string (the `n`th ends at
+/// `ends[n]`): one allocation for all of them, borrowed by the
+/// relationships that name a file.
+struct FileIds {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl FileIds {
+    fn of(files: &[FileFacts]) -> FileIds {
+        let mut ids = FileIds {
+            text: String::new(),
+            ends: Vec::with_capacity(files.len()),
+        };
+        for f in files {
+            spdx_id_into(&mut ids.text, "File", f.path.rel(), &[f.path.as_str()]);
+            ids.ends.push(ids.text.len());
+        }
+        ids
+    }
+
+    fn get(&self, n: usize) -> &str {
+        let start = if n == 0 { 0 } else { self.ends[n - 1] };
+        &self.text[start..self.ends[n]]
+    }
 }
 
 /// A Go module (or the standard library) found in Go programs.
@@ -143,7 +172,8 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
 pub fn write_spdx(input: &SbomInput, out: &mut impl std::io::Write) -> Result<()> {
     let digest_hex = manifest_hex(input)?;
     let files = file_facts(input)?;
-    let mut doc = SpdxDoc::new(*input, files);
+    let ids = FileIds::of(&files);
+    let mut doc = SpdxDoc::new(*input, files, &ids);
     doc.add_image(digest_hex);
     doc.add_debian_packages();
     doc.add_go_modules();
@@ -190,63 +220,62 @@ fn file_facts<'a>(input: &SbomInput<'a>) -> Result<Vec<FileFacts<'a>>> {
         })
         .map(|(path, item)| (path, &item.kind))
         .collect();
-    let facts: Vec<(String, String, Option<BuildInfo>)> = regular
+    regular
         .par_iter()
-        .map(|(_, kind)| match kind {
+        .map(|&(path, kind)| match kind {
             ItemKind::File { src, .. } => {
                 let go = match input.prepared {
                     Some(p) => p.go.get(src).cloned(),
                     None => go_facts(src)?,
                 };
                 let d = input.digests.get(src)?;
-                Ok((hex(&d.sha1), hex(&d.sha256), go))
+                Ok(FileFacts {
+                    path,
+                    sha1: d.sha1,
+                    sha256: d.sha256,
+                    go: go.map(Box::new),
+                })
             }
-            ItemKind::Data { bytes } => {
-                let go = gobuildinfo::parse(bytes);
-                Ok((hex(&Sha1::digest(bytes)), hex(&Sha256::digest(bytes)), go))
-            }
+            ItemKind::Data { bytes } => Ok(FileFacts {
+                path,
+                sha1: Sha1::digest(bytes).into(),
+                sha256: Sha256::digest(bytes).into(),
+                go: gobuildinfo::parse(bytes).map(Box::new),
+            }),
             _ => unreachable!("filtered to regular files"),
         })
-        .collect::<Result<_>>()?;
-    Ok(regular
-        .into_iter()
-        .zip(facts)
-        .map(|((path, _), (sha1, sha256, go))| FileFacts {
-            path,
-            id: spdx_id("File", path.rel(), &[path.as_str()]),
-            sha1,
-            sha256,
-            go,
-        })
-        .collect())
+        .collect()
 }
 
-/// An SPDX relationship: (element, type, related element).
-type Relationship = (String, &'static str, String);
+/// An SPDX relationship: (element, type, related element); a file's id is
+/// borrowed from [`FileIds`].
+type Relationship<'i> = (Cow<'i, str>, &'static str, Cow<'i, str>);
 
 /// The SPDX document of [`spdx`], built step by step: the image's package,
 /// its Debian packages, its Go modules, then the document around them.
 struct SpdxDoc<'a> {
     input: SbomInput<'a>,
     files: Vec<FileFacts<'a>>,
+    ids: &'a FileIds,
     /// In the order added; sorted by SPDXID when the document is written.
     packages: Vec<Value>,
-    relationships: Vec<Relationship>,
+    relationships: Vec<Relationship<'a>>,
     /// LicenseRef id → the license name Debian uses for it.
     license_refs: BTreeMap<String, String>,
 }
 
 impl<'a> SpdxDoc<'a> {
     /// The document describes the image, which contains every file.
-    fn new(input: SbomInput<'a>, files: Vec<FileFacts<'a>>) -> SpdxDoc<'a> {
+    fn new(input: SbomInput<'a>, files: Vec<FileFacts<'a>>, ids: &'a FileIds) -> SpdxDoc<'a> {
         let mut relationships = Vec::with_capacity(files.len() * 2 + 1);
         relationships.push(("SPDXRef-DOCUMENT".into(), "DESCRIBES", IMAGE_SPDX_ID.into()));
-        for f in &files {
-            relationships.push((IMAGE_SPDX_ID.into(), "CONTAINS", f.id.clone()));
+        for n in 0..files.len() {
+            relationships.push((IMAGE_SPDX_ID.into(), "CONTAINS", ids.get(n).into()));
         }
         SpdxDoc {
             input,
             files,
+            ids,
             packages: Vec::new(),
             relationships,
             license_refs: BTreeMap::new(),
@@ -272,7 +301,7 @@ impl<'a> SpdxDoc<'a> {
             "downloadLocation": NOASSERTION,
             "filesAnalyzed": true,
             "packageVerificationCode": {
-                "packageVerificationCodeValue": verification_code(self.files.iter().map(|f| f.sha1.as_str())),
+                "packageVerificationCodeValue": verification_code(self.files.iter().map(|f| &f.sha1)),
             },
             "checksums": [{"algorithm": "SHA256", "checksumValue": digest_hex}],
             "licenseConcluded": NOASSERTION,
@@ -337,20 +366,13 @@ impl<'a> SpdxDoc<'a> {
         }
         self.packages.push(pkg);
         self.relationships
-            .push((IMAGE_SPDX_ID.into(), "DESCENDANT_OF", id));
+            .push((IMAGE_SPDX_ID.into(), "DESCENDANT_OF", id.into()));
     }
 
     /// A package for each Debian package that owns a file of the image,
     /// with what it contains and which of the others it depends on.
     fn add_debian_packages(&mut self) {
         let owned = owners(self.input.plan, self.input.dbs);
-        let sha1_of: BTreeMap<&ImagePath, &str> = self
-            .files
-            .iter()
-            .map(|f| (f.path, f.sha1.as_str()))
-            .collect();
-        let id_of: BTreeMap<&ImagePath, &str> =
-            self.files.iter().map(|f| (f.path, f.id.as_str())).collect();
         let mut deb_ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for o in owned.values() {
             let p = o.pkg;
@@ -358,9 +380,13 @@ impl<'a> SpdxDoc<'a> {
         }
         for o in owned.values() {
             let id = deb_id(o.pkg);
-            deb_relationships(&mut self.relationships, o, &id, &id_of, &deb_ids);
+            let files = Files {
+                facts: &self.files,
+                ids: self.ids,
+            };
+            deb_relationships(&mut self.relationships, o, &id, files, &deb_ids);
             let license = deb_license(o, &mut self.license_refs);
-            self.packages.push(deb_package(o, id, license, &sha1_of));
+            self.packages.push(deb_package(o, id, license, files));
         }
     }
 
@@ -369,7 +395,7 @@ impl<'a> SpdxDoc<'a> {
     /// program without one is generated from them.
     fn add_go_modules(&mut self) {
         let mut go_packages: BTreeMap<String, GoPackage> = BTreeMap::new();
-        for f in &self.files {
+        for (n, f) in self.files.iter().enumerate() {
             let Some(info) = &f.go else {
                 continue;
             };
@@ -377,15 +403,21 @@ impl<'a> SpdxDoc<'a> {
             for m in members {
                 let id = go_id(&m);
                 self.relationships
-                    .push((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone()));
+                    .push((IMAGE_SPDX_ID.into(), "CONTAINS", id.clone().into()));
                 match &main_id {
                     Some(main_id) if *main_id != id => {
-                        self.relationships
-                            .push((main_id.clone(), "DEPENDS_ON", id.clone()));
+                        self.relationships.push((
+                            main_id.clone().into(),
+                            "DEPENDS_ON",
+                            id.clone().into(),
+                        ));
                     }
                     _ => {
-                        self.relationships
-                            .push((f.id.clone(), "GENERATED_FROM", id.clone()));
+                        self.relationships.push((
+                            self.ids.get(n).into(),
+                            "GENERATED_FROM",
+                            id.clone().into(),
+                        ));
                     }
                 }
                 go_packages.entry(id).or_insert(m);
@@ -437,7 +469,13 @@ impl<'a> SpdxDoc<'a> {
             match part {
                 Part::Value(v) => serde_json::to_writer(&mut *out, v)?,
                 Part::Packages => write_array(out, &self.packages)?,
-                Part::Files => write_array(out, self.files.iter().map(FileJson::of))?,
+                Part::Files => write_array(
+                    out,
+                    self.files
+                        .iter()
+                        .enumerate()
+                        .map(|(n, f)| FileJson::of(f, self.ids.get(n))),
+                )?,
                 Part::Relationships => write_array(
                     out,
                     relationships.iter().map(|(a, t, b)| RelationshipJson {
@@ -472,7 +510,7 @@ fn write_array<T: serde::Serialize>(
 struct FileJson<'a> {
     #[serde(rename = "SPDXID")]
     id: &'a str,
-    checksums: [ChecksumJson<'a>; 2],
+    checksums: [ChecksumJson; 2],
     #[serde(rename = "copyrightText")]
     copyright: &'static str,
     #[serde(rename = "fileName")]
@@ -482,24 +520,24 @@ struct FileJson<'a> {
 }
 
 #[derive(serde::Serialize)]
-struct ChecksumJson<'a> {
+struct ChecksumJson {
     algorithm: &'static str,
     #[serde(rename = "checksumValue")]
-    value: &'a str,
+    value: String,
 }
 
 impl<'a> FileJson<'a> {
-    fn of(f: &'a FileFacts) -> FileJson<'a> {
+    fn of(f: &FileFacts, id: &'a str) -> FileJson<'a> {
         FileJson {
-            id: &f.id,
+            id,
             checksums: [
                 ChecksumJson {
                     algorithm: "SHA1",
-                    value: &f.sha1,
+                    value: hex(&f.sha1),
                 },
                 ChecksumJson {
                     algorithm: "SHA256",
-                    value: &f.sha256,
+                    value: hex(&f.sha256),
                 },
             ],
             copyright: NOASSERTION,
@@ -523,23 +561,41 @@ struct RelationshipJson<'a> {
 /// A Debian package's relationships: the image contains it, it contains
 /// its files, and it depends on the image's packages its Depends and
 /// Pre-Depends name.
-fn deb_relationships(
-    relationships: &mut Vec<Relationship>,
+fn deb_relationships<'i>(
+    relationships: &mut Vec<Relationship<'i>>,
     o: &Owned,
     id: &str,
-    id_of: &BTreeMap<&ImagePath, &str>,
+    files: Files<'_, 'i>,
     deb_ids: &BTreeMap<&str, Vec<String>>,
 ) {
-    relationships.push((IMAGE_SPDX_ID.into(), "CONTAINS", id.to_string()));
+    relationships.push((IMAGE_SPDX_ID.into(), "CONTAINS", id.to_string().into()));
     for (path, ..) in &o.files {
-        relationships.push((id.to_string(), "CONTAINS", id_of[path].to_string()));
+        let file_id = files.ids.get(files.index(path));
+        relationships.push((id.to_string().into(), "CONTAINS", file_id.into()));
     }
     for dep in depends(o.pkg) {
         for dep_id in deb_ids.get(dep.as_str()).into_iter().flatten() {
             if *dep_id != id {
-                relationships.push((id.to_string(), "DEPENDS_ON", dep_id.clone()));
+                relationships.push((id.to_string().into(), "DEPENDS_ON", dep_id.clone().into()));
             }
         }
+    }
+}
+
+/// The image's files and their ids, looked up by path.
+#[derive(Clone, Copy)]
+struct Files<'f, 'i> {
+    /// In plan order, which is path order.
+    facts: &'f [FileFacts<'f>],
+    ids: &'i FileIds,
+}
+
+impl Files<'_, '_> {
+    /// The index of the regular file at `path`, which a package owns.
+    fn index(&self, path: &ImagePath) -> usize {
+        self.facts
+            .binary_search_by(|f| f.path.cmp(path))
+            .expect("a package's files are regular files of the plan")
     }
 }
 
@@ -563,12 +619,7 @@ fn deb_license(o: &Owned, license_refs: &mut BTreeMap<String, String>) -> String
 
 /// A Debian package's SPDX package, with the verification code of the
 /// image files it owns.
-fn deb_package(
-    o: &Owned,
-    id: String,
-    license: String,
-    sha1_of: &BTreeMap<&ImagePath, &str>,
-) -> Value {
+fn deb_package(o: &Owned, id: String, license: String, files: Files) -> Value {
     let p = o.pkg;
     let source_field = p.field("Source").unwrap_or_default();
     let source_version = source_field
@@ -586,7 +637,7 @@ fn deb_package(
         "filesAnalyzed": true,
         "packageVerificationCode": {
             "packageVerificationCodeValue":
-                verification_code(o.files.iter().map(|(path, ..)| sha1_of[path])),
+                verification_code(o.files.iter().map(|(path, ..)| &files.facts[files.index(path)].sha1)),
         },
         "licenseConcluded": license,
         "licenseDeclared": license,
@@ -725,27 +776,53 @@ fn go_facts(src: &Path) -> Result<Option<BuildInfo>> {
 use crate::digest::hex;
 
 /// SPDX's package verification code: the SHA-1 of the sorted SHA-1s.
-fn verification_code<'a>(sha1s: impl Iterator<Item = &'a str>) -> String {
-    let mut all: Vec<&str> = sha1s.collect();
+fn verification_code<'a>(sha1s: impl Iterator<Item = &'a [u8; 20]>) -> String {
+    // Sorting the digests' bytes sorts their hex forms alike.
+    let mut all: Vec<&[u8; 20]> = sha1s.collect();
     all.sort_unstable();
-    hex(&Sha1::digest(all.concat().as_bytes()))
+    let mut code = Sha1::new();
+    for sha1 in all {
+        code.update(hex(sha1).as_bytes());
+    }
+    hex(&code.finalize())
 }
 
 /// "SPDXRef-<kind>-<readable>-<8 hex>": readable, and unique through a hash
 /// of `key` (the readable part alone loses characters SPDX ids cannot hold).
 fn spdx_id(kind: &str, readable: &str, key: &[&str]) -> String {
-    let clean: String = readable
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let hash = hex(&Sha256::digest(key.join("\0").as_bytes()));
-    format!("SPDXRef-{kind}-{}-{}", clean.trim_matches('-'), &hash[..8])
+    let mut id = String::new();
+    spdx_id_into(&mut id, kind, readable, key);
+    id
+}
+
+/// [`spdx_id`], appended to `out`.
+fn spdx_id_into(out: &mut String, kind: &str, readable: &str, key: &[&str]) {
+    let clean = |c: char| {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            c
+        } else {
+            '-'
+        }
+    };
+    let mut hash = Sha256::new();
+    for (i, part) in key.iter().enumerate() {
+        if i > 0 {
+            hash.update(b"\0");
+        }
+        hash.update(part.as_bytes());
+    }
+    out.push_str("SPDXRef-");
+    out.push_str(kind);
+    out.push('-');
+    // The readable part without the dashes its ends would get.
+    let start = out.len();
+    out.extend(readable.chars().map(clean));
+    let trimmed = out[start..].trim_matches('-').len();
+    let lead = out[start..].len() - out[start..].trim_start_matches('-').len();
+    out.drain(start..start + lead);
+    out.truncate(start + trimmed);
+    out.push('-');
+    out.push_str(&hex(&hash.finalize())[..8]);
 }
 
 fn deb_id(p: &Package) -> String {

@@ -5,7 +5,7 @@
 //! stages run: [`BuiltLayer::commit`] waits for it and stores it in the
 //! cache.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::plan::Planned;
 use super::{trace, BuildOptions};
@@ -67,7 +67,7 @@ fn cached(
     let Some(cache) = cache else {
         return Ok(None);
     };
-    let inputs: Vec<PathBuf> = planned.plan.input_files().map(Path::to_path_buf).collect();
+    let inputs: Vec<&Path> = planned.plan.input_files().collect();
     let Some(known) = digest::all_known(&inputs) else {
         return Ok(None);
     };

@@ -224,7 +224,7 @@ struct Batch {
 }
 
 /// A hasher thread's work: one digest per file, in the order of the files.
-fn hash_files<D: sha2::Digest>(rx: Receiver<Batch>) -> Vec<Vec<u8>> {
+fn hash_files<D: sha2::Digest>(rx: Receiver<Batch>) -> Vec<sha2::digest::Output<D>> {
     let mut out = Vec::new();
     let mut h = D::new();
     for batch in rx {
@@ -232,7 +232,7 @@ fn hash_files<D: sha2::Digest>(rx: Receiver<Batch>) -> Vec<Vec<u8>> {
         for (end, ends_file) in batch.cuts {
             h.update(&batch.buf[start..end]);
             if ends_file {
-                out.push(std::mem::replace(&mut h, D::new()).finalize().to_vec());
+                out.push(std::mem::replace(&mut h, D::new()).finalize());
             }
             start = end;
         }
