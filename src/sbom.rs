@@ -797,32 +797,23 @@ fn spdx_id(kind: &str, readable: &str, key: &[&str]) -> String {
 
 /// [`spdx_id`], appended to `out`.
 fn spdx_id_into(out: &mut String, kind: &str, readable: &str, key: &[&str]) {
-    let clean = |c: char| {
-        if c.is_ascii_alphanumeric() || c == '.' {
-            c
-        } else {
-            '-'
-        }
-    };
-    let mut hash = Sha256::new();
-    for (i, part) in key.iter().enumerate() {
-        if i > 0 {
-            hash.update(b"\0");
-        }
-        hash.update(part.as_bytes());
-    }
+    let clean: String = readable
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let hash = hex(&Sha256::digest(key.join("\0").as_bytes()));
     out.push_str("SPDXRef-");
     out.push_str(kind);
     out.push('-');
-    // The readable part without the dashes its ends would get.
-    let start = out.len();
-    out.extend(readable.chars().map(clean));
-    let trimmed = out[start..].trim_matches('-').len();
-    let lead = out[start..].len() - out[start..].trim_start_matches('-').len();
-    out.drain(start..start + lead);
-    out.truncate(start + trimmed);
+    out.push_str(clean.trim_matches('-'));
     out.push('-');
-    out.push_str(&hex(&hash.finalize())[..8]);
+    out.push_str(&hash[..8]);
 }
 
 fn deb_id(p: &Package) -> String {
